@@ -1,0 +1,14 @@
+//! Cluster access: kubeconfig → one `kube::Client`, target resolution, port-forward.
+
+mod config;
+mod error;
+mod port_forward;
+mod target;
+
+pub use config::{Cluster, ClusterOptions, connect};
+pub use error::Error;
+pub use port_forward::{Forward, forward};
+pub use target::{
+    DEFAULT_ADMIN_PORT, DEFAULT_CONTAINER, ProxyPod, Resolved, Skipped, Target, TargetKind,
+    proxy_pod, resolve_pods,
+};
