@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod cli;
 pub mod cluster;
+pub mod complete;
 pub mod dump;
 pub mod error;
 pub mod exit;

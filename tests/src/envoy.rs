@@ -22,7 +22,9 @@ use serde_json::Value;
 pub fn envoy_binary() -> Result<PathBuf> {
     let path = match std::env::var_os("MESHSIM_ENVOY") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".cache/envoy/envoy"),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(".cache/envoy/envoy"),
     };
     if !path.is_file() {
         bail!(
@@ -166,18 +168,17 @@ impl EnvoyProcess {
         let deadline = Instant::now() + timeout;
         // 1. the pid file and the admin address file
         loop {
-            if proc.envoy_pid == 0 {
-                if let Ok(s) = std::fs::read_to_string(cmd.pid_path()) {
-                    proc.envoy_pid = s.trim().parse().unwrap_or(0);
-                }
+            if proc.envoy_pid == 0
+                && let Ok(s) = std::fs::read_to_string(cmd.pid_path())
+            {
+                proc.envoy_pid = s.trim().parse().unwrap_or(0);
             }
-            if let Ok(s) = std::fs::read_to_string(cmd.admin_address_path()) {
-                if let Ok(addr) = s.trim().parse::<SocketAddr>() {
-                    if proc.envoy_pid != 0 {
-                        proc.admin = addr;
-                        break;
-                    }
-                }
+            if let Ok(s) = std::fs::read_to_string(cmd.admin_address_path())
+                && let Ok(addr) = s.trim().parse::<SocketAddr>()
+                && proc.envoy_pid != 0
+            {
+                proc.admin = addr;
+                break;
             }
             proc.check_alive(deadline, "to write its admin address")?;
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -194,14 +195,20 @@ impl EnvoyProcess {
     }
 
     fn check_alive(&mut self, deadline: Instant, what: &str) -> Result<()> {
-        if let Some(child) = self.watchdog.as_mut() {
-            if let Some(status) = child.try_wait()? {
-                self.watchdog = None;
-                bail!("envoy exited ({status}) before {what}; log tail:\n{}", tail(&self.log_path, 30));
-            }
+        if let Some(child) = self.watchdog.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            self.watchdog = None;
+            bail!(
+                "envoy exited ({status}) before {what}; log tail:\n{}",
+                tail(&self.log_path, 30)
+            );
         }
         if Instant::now() > deadline {
-            bail!("envoy did not manage {what} in time; log tail:\n{}", tail(&self.log_path, 30));
+            bail!(
+                "envoy did not manage {what} in time; log tail:\n{}",
+                tail(&self.log_path, 30)
+            );
         }
         Ok(())
     }
@@ -235,8 +242,17 @@ impl EnvoyProcess {
         }
         let v: Value = serde_json::from_str(&body)?;
         let mut out = Vec::new();
-        for l in v.get("listener_statuses").and_then(Value::as_array).into_iter().flatten() {
-            let name = l.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        for l in v
+            .get("listener_statuses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = l
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let sa = l.pointer("/local_address/socket_address");
             let addr = sa.and_then(|s| s.get("address")).and_then(Value::as_str);
             let port = sa.and_then(|s| s.get("port_value")).and_then(Value::as_u64);
@@ -251,18 +267,25 @@ impl EnvoyProcess {
     pub fn kill(&mut self) {
         // Closing the lifeline makes the watchdog kill Envoy and exit.
         self.lifeline = None;
-        let Some(mut child) = self.watchdog.take() else { return };
+        let Some(mut child) = self.watchdog.take() else {
+            return;
+        };
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
                 _ => break,
             }
         }
         // The watchdog did not do its job: kill both directly.
         if self.envoy_pid != 0 {
-            let _ = Command::new("kill").arg("-9").arg(self.envoy_pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-9")
+                .arg(self.envoy_pid.to_string())
+                .status();
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -289,7 +312,10 @@ pub fn tail(path: &Path, n: usize) -> String {
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // state is the field after the parenthesised command name
-        Ok(stat) => stat.rsplit_once(')').map(|(_, rest)| rest.trim_start()).is_some_and(|r| !r.starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start())
+            .is_some_and(|r| !r.starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -315,8 +341,11 @@ pub async fn http_request(
     body: Option<String>,
 ) -> Result<(u16, String)> {
     let fut = async {
-        let stream = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         let conn = tokio::spawn(conn);
         let mut req = Request::builder().method(method).uri(path);
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {

@@ -207,7 +207,9 @@ pub struct PortSpec {
 
 impl PortSpec {
     pub fn name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| format!("http-{}", self.port))
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("http-{}", self.port))
     }
     pub fn target(&self) -> u16 {
         self.target_port.unwrap_or(self.port)
@@ -218,14 +220,19 @@ impl Scenario {
     /// A built-in scenario by name, or a YAML file by path.
     pub fn load(name_or_path: &str) -> Result<Scenario> {
         if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
-            return Scenario::parse(text).with_context(|| format!("built-in scenario {name_or_path}"));
+            return Scenario::parse(text)
+                .with_context(|| format!("built-in scenario {name_or_path}"));
         }
         let path = Path::new(name_or_path);
         if !path.exists() {
             let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-            bail!("no scenario {name_or_path:?}: not a built-in ({}) and no such file", names.join(", "));
+            bail!(
+                "no scenario {name_or_path:?}: not a built-in ({}) and no such file",
+                names.join(", ")
+            );
         }
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Scenario::parse(&text).with_context(|| format!("scenario file {}", path.display()))
     }
 
@@ -240,7 +247,9 @@ impl Scenario {
         BUILTIN
             .iter()
             .map(|(n, text)| {
-                let d = Scenario::parse(text).map(|s| s.description).unwrap_or_default();
+                let d = Scenario::parse(text)
+                    .map(|s| s.description)
+                    .unwrap_or_default();
                 ((*n).to_owned(), d.lines().next().unwrap_or("").to_owned())
             })
             .collect()
@@ -253,10 +262,20 @@ impl Scenario {
                 bail!("workload {}/{} declared twice", w.namespace, w.name);
             }
             if !w.pods.is_empty() && w.pods.len() != w.replicas as usize {
-                bail!("workload {}/{}: {} pod names for {} replicas", w.namespace, w.name, w.pods.len(), w.replicas);
+                bail!(
+                    "workload {}/{}: {} pod names for {} replicas",
+                    w.namespace,
+                    w.name,
+                    w.pods.len(),
+                    w.replicas
+                );
             }
             if w.role == Role::ControlPlane && w.containers.is_empty() {
-                bail!("control-plane workload {}/{} needs containers", w.namespace, w.name);
+                bail!(
+                    "control-plane workload {}/{} needs containers",
+                    w.namespace,
+                    w.name
+                );
             }
         }
         for o in &self.objects {
@@ -265,7 +284,10 @@ impl Scenario {
                     bail!("object without {key}: {o}");
                 }
             }
-            if o.pointer("/metadata/name").and_then(Value::as_str).is_none() {
+            if o.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .is_none()
+            {
                 bail!("object without metadata.name: {o}");
             }
         }
@@ -310,12 +332,17 @@ impl Scenario {
     }
 
     pub fn proxy_image(&self) -> String {
-        self.istio.proxy_image.clone().unwrap_or_else(|| format!("docker.io/istio/proxyv2:{}", self.istio.version))
+        self.istio
+            .proxy_image
+            .clone()
+            .unwrap_or_else(|| format!("docker.io/istio/proxyv2:{}", self.istio.version))
     }
 
     /// Objects of one kind, from `objects`.
     pub fn objects_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-        self.objects.iter().filter(move |o| o.get("kind").and_then(Value::as_str) == Some(kind))
+        self.objects
+            .iter()
+            .filter(move |o| o.get("kind").and_then(Value::as_str) == Some(kind))
     }
 
     /// Every pod of the scenario, resolved.
@@ -323,14 +350,20 @@ impl Scenario {
         let mut pods = Vec::new();
         let mut ip_index: u32 = 0;
         for (wi, w) in self.workloads.iter().enumerate() {
-            let hash = w.template_hash.clone().unwrap_or_else(|| {
-                k8s_suffix(&format!("{}/{}/rs", w.namespace, w.name), 10)
-            });
+            let hash = w
+                .template_hash
+                .clone()
+                .unwrap_or_else(|| k8s_suffix(&format!("{}/{}/rs", w.namespace, w.name), 10));
             for r in 0..w.replicas {
                 let name = match w.pods.get(r as usize) {
                     Some(n) => n.clone(),
                     None => {
-                        format!("{}-{}-{}", w.name, hash, k8s_suffix(&format!("{}/{}/{r}", w.namespace, w.name), 5))
+                        format!(
+                            "{}-{}-{}",
+                            w.name,
+                            hash,
+                            k8s_suffix(&format!("{}/{}/{r}", w.namespace, w.name), 5)
+                        )
                     }
                 };
                 ip_index += 1;
@@ -342,9 +375,7 @@ impl Scenario {
                     labels.insert("version".to_owned(), v.clone());
                 }
                 labels.extend(w.labels.clone());
-                if w.role != Role::ControlPlane {
-                    labels.insert("pod-template-hash".to_owned(), hash.clone());
-                }
+                labels.insert("pod-template-hash".to_owned(), hash.clone());
                 if w.role == Role::App && w.injected {
                     labels.insert("security.istio.io/tlsMode".to_owned(), "istio".to_owned());
                 }
@@ -387,7 +418,10 @@ impl Scenario {
                     proxy,
                     real_envoy: proxy.is_some() && w.envoy,
                     port: w.port,
-                    service_account: w.service_account.clone().unwrap_or_else(|| "default".to_owned()),
+                    service_account: w
+                        .service_account
+                        .clone()
+                        .unwrap_or_else(|| "default".to_owned()),
                     admin_port,
                     log_level,
                     component_log_level,
@@ -409,7 +443,10 @@ impl Scenario {
                 namespace: s.namespace.clone(),
                 cluster_ip: format!("172.30.{}.{}", 1 + i / 250, 10 + i % 240),
                 ports: s.ports.clone(),
-                selector: s.selector.clone().unwrap_or_else(|| BTreeMap::from([("app".to_owned(), s.name.clone())])),
+                selector: s
+                    .selector
+                    .clone()
+                    .unwrap_or_else(|| BTreeMap::from([("app".to_owned(), s.name.clone())])),
                 labels: s.labels.clone(),
             })
             .collect();
@@ -474,7 +511,15 @@ impl PodPlan {
 
     /// The Envoy node id pilot-agent sets: `sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local`.
     pub fn node_id(&self) -> Option<String> {
-        self.proxy.map(|k| format!("{}~{}~{}~{}.svc.cluster.local", k.as_str(), self.ip, self.proxy_id(), self.namespace))
+        self.proxy.map(|k| {
+            format!(
+                "{}~{}~{}~{}.svc.cluster.local",
+                k.as_str(),
+                self.ip,
+                self.proxy_id(),
+                self.namespace
+            )
+        })
     }
 
     /// Envoy `--service-cluster`: `<app>.<namespace>`.
@@ -506,8 +551,14 @@ impl ServicePlan {
 pub fn parse_version(v: &str) -> Result<(u32, u32, u32)> {
     let core = v.split(['-', '+']).next().unwrap_or(v);
     let mut it = core.split('.').map(str::parse::<u32>);
-    let major = it.next().context("empty version")?.with_context(|| format!("bad version {v:?}"))?;
-    let minor = it.next().unwrap_or(Ok(0)).with_context(|| format!("bad version {v:?}"))?;
+    let major = it
+        .next()
+        .context("empty version")?
+        .with_context(|| format!("bad version {v:?}"))?;
+    let minor = it
+        .next()
+        .unwrap_or(Ok(0))
+        .with_context(|| format!("bad version {v:?}"))?;
     let patch = it.next().unwrap_or(Ok(0)).unwrap_or(0);
     Ok((major, minor, patch))
 }
@@ -518,7 +569,9 @@ pub fn k8s_suffix(seed: &str, len: usize) -> String {
     let mut h = fnv1a(seed.as_bytes());
     (0..len)
         .map(|_| {
-            h = h.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            h = h
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ALPHABET[((h >> 33) % ALPHABET.len() as u64) as usize] as char
         })
         .collect()
@@ -529,11 +582,20 @@ pub fn uid_for(seed: &str) -> String {
     let a = fnv1a(seed.as_bytes());
     let b = fnv1a(format!("{seed}#2").as_bytes());
     let hex = format!("{a:016x}{b:016x}");
-    format!("{}-{}-4{}-a{}-{}", &hex[0..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
 }
 
 #[cfg(test)]
@@ -559,14 +621,21 @@ mod tests {
         let t = s.topology().unwrap();
         let names: Vec<&str> = t.pods.iter().map(|p| p.name.as_str()).collect();
         assert!(names.contains(&"customer-6f8c9d7b5-x2x7k"), "{names:?}");
-        let pilot = t.pods.iter().find(|p| p.deployment == "istio-pilot").unwrap();
+        let pilot = t
+            .pods
+            .iter()
+            .find(|p| p.deployment == "istio-pilot")
+            .unwrap();
         assert_eq!(pilot.labels.get("istio").map(String::as_str), Some("pilot"));
         assert!(s.objects_of("RequestAuthentication").count() == 1);
         assert!(s.objects_of("Policy").count() == 1);
         let customer = t.pods.iter().find(|p| p.app == "customer").unwrap();
         assert_eq!(
             customer.node_id().unwrap(),
-            format!("sidecar~{}~customer-6f8c9d7b5-x2x7k.olaf-customer~olaf-customer.svc.cluster.local", customer.ip)
+            format!(
+                "sidecar~{}~customer-6f8c9d7b5-x2x7k.olaf-customer~olaf-customer.svc.cluster.local",
+                customer.ip
+            )
         );
     }
 
@@ -595,6 +664,39 @@ mod tests {
         assert_ne!(a, k8s_suffix("y", 5));
         let u = uid_for("pod/x");
         assert_eq!(u.len(), 36);
+    }
+
+    #[test]
+    fn proxy_settings_from_annotations() {
+        let mut s = Scenario::load("minimal").unwrap();
+        let w = &mut s.workloads[0];
+        w.annotations
+            .insert("sidecar.istio.io/logLevel".into(), "debug".into());
+        w.annotations.insert(
+            "sidecar.istio.io/componentLogLevel".into(),
+            "rbac:debug,jwt:trace".into(),
+        );
+        w.annotations.insert(
+            "proxy.istio.io/config".into(),
+            "proxyAdminPort: 19000\n".into(),
+        );
+        let t = s.topology().unwrap();
+        let web = &t.pods[0];
+        assert_eq!(
+            (
+                web.log_level.as_str(),
+                web.component_log_level.as_str(),
+                web.admin_port
+            ),
+            ("debug", "rbac:debug,jwt:trace", 19000)
+        );
+        s.workloads[0].annotations.clear();
+        s.workloads[0].proxy_log_level = Some("info".into());
+        let t = s.topology().unwrap();
+        assert_eq!(
+            (t.pods[0].log_level.as_str(), t.pods[0].admin_port),
+            ("info", 15000)
+        );
     }
 
     #[test]

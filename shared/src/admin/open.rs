@@ -7,6 +7,7 @@ use crate::cluster::{Cluster, ProxyPod, forward};
 
 /// Where an Envoy admin API is.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // built once per pod, never stored in bulk
 pub enum Endpoint {
     /// A pod's admin port, through a port-forward.
     Pod(ProxyPod),

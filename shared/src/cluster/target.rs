@@ -321,15 +321,17 @@ fn admin_port_of(pod: &Pod, container: &str) -> u16 {
             .collect();
         for (i, a) in args.iter().enumerate() {
             for flag in ["--admin-port", "--proxyAdminPort", "--admin-bind-port"] {
-                if let Some(v) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
-                    if let Ok(p) = v.parse() {
-                        return p;
-                    }
+                if let Some(Ok(p)) = a
+                    .strip_prefix(flag)
+                    .and_then(|r| r.strip_prefix('='))
+                    .map(str::parse)
+                {
+                    return p;
                 }
-                if *a == flag {
-                    if let Some(Ok(p)) = args.get(i + 1).map(|v| v.parse()) {
-                        return p;
-                    }
+                if *a == flag
+                    && let Some(Ok(p)) = args.get(i + 1).map(|v| v.parse())
+                {
+                    return p;
                 }
             }
         }

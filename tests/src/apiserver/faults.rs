@@ -20,7 +20,9 @@ pub(crate) struct Backends(Arc<Mutex<HashMap<(String, String), PodBackend>>>);
 
 impl Backends {
     fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), PodBackend>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn set(&self, ns: &str, pod: &str, b: PodBackend) {
@@ -50,6 +52,7 @@ struct FailRule {
     path_contains: String,
     code: u16,
     remaining: Option<usize>,
+    retry_after: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,7 +104,9 @@ impl Faults {
     }
 
     fn lock(&self) -> MutexGuard<'_, FaultState> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// RBAC says no: `verb` (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
@@ -135,11 +140,31 @@ impl Faults {
 
     /// Answer requests whose path contains `path_contains` with `code` (429 and 503 carry
     /// `Retry-After: 1`) — `times` times, or always when `None`.
+    ///
+    /// Note: kube-rs 5 clients retry 429/503/504 by default (up to 15 times, honouring
+    /// `Retry-After`), so `times: None` with those codes makes a kube client wait a long time.
     pub fn fail(&self, path_contains: &str, code: u16, times: Option<usize>) {
         self.lock().failures.push(FailRule {
             path_contains: path_contains.into(),
             code,
             remaining: times,
+            retry_after: None,
+        });
+    }
+
+    /// Like [`Faults::fail`] with an explicit `Retry-After` header value (seconds), for any code.
+    pub fn fail_with_retry_after(
+        &self,
+        path_contains: &str,
+        code: u16,
+        times: Option<usize>,
+        retry_after_secs: u64,
+    ) {
+        self.lock().failures.push(FailRule {
+            path_contains: path_contains.into(),
+            code,
+            remaining: times,
+            retry_after: Some(retry_after_secs),
         });
     }
 
@@ -180,18 +205,20 @@ impl Faults {
         })
     }
 
-    /// The injected status code for this path, consuming one use.
-    pub(crate) fn take_failure(&self, path: &str) -> Option<u16> {
+    /// The injected status code (and Retry-After override) for this path, consuming one use.
+    pub(crate) fn take_failure(&self, path: &str) -> Option<(u16, Option<u64>)> {
         let mut st = self.lock();
-        let idx = st.failures.iter().position(|f| {
-            path.contains(&f.path_contains) && f.remaining.is_none_or(|n| n > 0)
-        })?;
+        let idx = st
+            .failures
+            .iter()
+            .position(|f| path.contains(&f.path_contains) && f.remaining.is_none_or(|n| n > 0))?;
         let rule = &mut st.failures[idx];
         let code = rule.code;
+        let retry_after = rule.retry_after;
         if let Some(n) = rule.remaining.as_mut() {
             *n -= 1;
         }
-        Some(code)
+        Some((code, retry_after))
     }
 
     pub(crate) fn latency_for(&self, path: &str) -> Duration {
@@ -206,7 +233,10 @@ impl Faults {
     /// Byte budget for a new port-forward, consuming one use.
     pub(crate) fn take_drop(&self) -> Option<usize> {
         let mut st = self.lock();
-        let idx = st.drops.iter().position(|d| d.remaining.is_none_or(|n| n > 0))?;
+        let idx = st
+            .drops
+            .iter()
+            .position(|d| d.remaining.is_none_or(|n| n > 0))?;
         let rule = &mut st.drops[idx];
         if let Some(n) = rule.remaining.as_mut() {
             *n -= 1;
@@ -230,8 +260,14 @@ mod tests {
         assert!(f.is_denied("patch", "deployments", Some("prod")));
         assert!(!f.is_denied("patch", "deployments", Some("dev")));
         f.fail("/pods", 500, Some(2));
-        assert_eq!(f.take_failure("/api/v1/namespaces/x/pods"), Some(500));
-        assert_eq!(f.take_failure("/api/v1/namespaces/x/pods"), Some(500));
+        assert_eq!(
+            f.take_failure("/api/v1/namespaces/x/pods"),
+            Some((500, None))
+        );
+        assert_eq!(
+            f.take_failure("/api/v1/namespaces/x/pods"),
+            Some((500, None))
+        );
         assert_eq!(f.take_failure("/api/v1/namespaces/x/pods"), None);
         f.clear();
         assert!(!f.is_denied("create", "pods/portforward", Some("x")));

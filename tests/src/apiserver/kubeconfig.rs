@@ -10,7 +10,13 @@ fn q(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-pub(crate) fn render(server: &str, ca_pem: &str, token: &str, user: &str, namespace: &str) -> String {
+pub(crate) fn render(
+    server: &str,
+    ca_pem: &str,
+    token: &str,
+    user: &str,
+    namespace: &str,
+) -> String {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     format!(
         "apiVersion: v1

@@ -25,7 +25,11 @@ pub(crate) fn merge(target: &mut Value, patch: &Value) {
 /// The merge key of a list field, as the Kubernetes API types declare it.
 fn merge_key(field: &str, sample: &Value) -> Option<&'static str> {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
         | "imagePullSecrets" => Some("name"),
         "volumeMounts" => Some("mountPath"),
         "conditions" => Some("type"),
@@ -155,10 +159,15 @@ fn parent_mut<'a>(doc: &'a mut Value, parts: &[String]) -> Result<&'a mut Value,
     let mut cur = doc;
     for p in parts {
         cur = match cur {
-            Value::Object(m) => m.get_mut(p).ok_or_else(|| format!("missing path element {p:?}"))?,
+            Value::Object(m) => m
+                .get_mut(p)
+                .ok_or_else(|| format!("missing path element {p:?}"))?,
             Value::Array(a) => {
-                let i: usize = p.parse().map_err(|_| format!("invalid array index {p:?}"))?;
-                a.get_mut(i).ok_or_else(|| format!("array index {i} out of bounds"))?
+                let i: usize = p
+                    .parse()
+                    .map_err(|_| format!("invalid array index {p:?}"))?;
+                a.get_mut(i)
+                    .ok_or_else(|| format!("array index {i} out of bounds"))?
             }
             _ => return Err(format!("cannot descend into {p:?}")),
         };
@@ -182,7 +191,9 @@ fn op_add(doc: &mut Value, path: &str, value: Value) -> Result<(), String> {
                 a.push(value);
                 return Ok(());
             }
-            let i: usize = last.parse().map_err(|_| format!("invalid array index {last:?}"))?;
+            let i: usize = last
+                .parse()
+                .map_err(|_| format!("invalid array index {last:?}"))?;
             if i > a.len() {
                 return Err(format!("array index {i} out of bounds"));
             }
@@ -203,7 +214,9 @@ fn op_remove(doc: &mut Value, path: &str) -> Result<Value, String> {
             .remove(last)
             .ok_or_else(|| format!("unable to remove nonexistent key: {last}: missing value")),
         Value::Array(a) => {
-            let i: usize = last.parse().map_err(|_| format!("invalid array index {last:?}"))?;
+            let i: usize = last
+                .parse()
+                .map_err(|_| format!("invalid array index {last:?}"))?;
             if i >= a.len() {
                 return Err(format!("array index {i} out of bounds"));
             }
@@ -277,8 +290,17 @@ mod tests {
         let spec = &d["spec"]["template"]["spec"];
         assert_eq!(spec["containers"].as_array().unwrap().len(), 2);
         assert_eq!(spec["containers"][0]["image"], "a:1");
-        assert_eq!(spec["containers"][1]["volumeMounts"].as_array().unwrap().len(), 2);
-        assert_eq!(spec["volumes"], json!([{"name":"jwks","secret":{"secretName":"s"}}]));
+        assert_eq!(
+            spec["containers"][1]["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            spec["volumes"],
+            json!([{"name":"jwks","secret":{"secretName":"s"}}])
+        );
         assert!(spec.get("$setElementOrder/containers").is_none());
     }
 

@@ -20,11 +20,19 @@ pub struct ResourceType {
     pub custom: bool,
     /// Extra subresources for discovery: (name, kind, verbs), e.g. `("log", "Pod", ["get"])`.
     pub subresources: Vec<(String, String, Vec<String>)>,
+    /// Verbs discovery lists; empty means all the standard ones.
+    pub verbs: Vec<String>,
 }
 
 impl ResourceType {
     /// A namespaced custom resource with a status subresource, served in `versions`.
-    pub fn custom(group: &str, versions: &[&str], kind: &str, plural: &str, short: &[&str]) -> Self {
+    pub fn custom(
+        group: &str,
+        versions: &[&str],
+        kind: &str,
+        plural: &str,
+        short: &[&str],
+    ) -> Self {
         ResourceType {
             group: group.into(),
             versions: versions.iter().map(|v| v.to_string()).collect(),
@@ -37,6 +45,7 @@ impl ResourceType {
             status_subresource: true,
             custom: true,
             subresources: vec![status_sub(kind)],
+            verbs: Vec::new(),
         }
     }
 
@@ -87,7 +96,12 @@ fn builtin(
         categories: if all { vec!["all".into()] } else { Vec::new() },
         status_subresource: status,
         custom: false,
-        subresources: if status { vec![status_sub(kind)] } else { Vec::new() },
+        subresources: if status {
+            vec![status_sub(kind)]
+        } else {
+            Vec::new()
+        },
+        verbs: Vec::new(),
     }
 }
 
@@ -117,26 +131,85 @@ pub(crate) fn builtin_types() -> Vec<ResourceType> {
         false,
         false,
     );
-    sa.subresources.push(sub("token", "TokenRequest", &["create"]));
-    let istio = |group: &str, versions: &[&str], kind: &str, plural: &str, short: &[&str], cat: &str| {
-        let mut t = ResourceType::custom(group, versions, kind, plural, short);
-        t.categories = vec!["istio-io".into(), cat.into()];
-        t
-    };
+    sa.subresources
+        .push(sub("token", "TokenRequest", &["create"]));
+    let istio =
+        |group: &str, versions: &[&str], kind: &str, plural: &str, short: &[&str], cat: &str| {
+            let mut t = ResourceType::custom(group, versions, kind, plural, short);
+            t.categories = vec!["istio-io".into(), cat.into()];
+            t
+        };
     let sec = ["v1", "v1beta1"];
     let net = ["v1beta1", "v1alpha3"];
+    let mut ssar = builtin(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        false,
+        &[],
+        false,
+        false,
+    );
+    ssar.verbs = vec!["create".into()];
     vec![
-        builtin("", "v1", "Namespace", "namespaces", false, &["ns"], false, true),
+        builtin(
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            false,
+            &["ns"],
+            false,
+            true,
+        ),
         builtin("", "v1", "Node", "nodes", false, &["no"], false, true),
         pods,
         builtin("", "v1", "Service", "services", true, &["svc"], true, true),
-        builtin("", "v1", "Endpoints", "endpoints", true, &["ep"], false, false),
+        builtin(
+            "",
+            "v1",
+            "Endpoints",
+            "endpoints",
+            true,
+            &["ep"],
+            false,
+            false,
+        ),
         builtin("", "v1", "Secret", "secrets", true, &[], false, false),
-        builtin("", "v1", "ConfigMap", "configmaps", true, &["cm"], false, false),
+        builtin(
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            true,
+            &["cm"],
+            false,
+            false,
+        ),
         sa,
         builtin("", "v1", "Event", "events", true, &["ev"], false, false),
-        builtin("apps", "v1", "Deployment", "deployments", true, &["deploy"], true, true),
-        builtin("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], true, true),
+        builtin(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            true,
+            &["deploy"],
+            true,
+            true,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            true,
+            &["rs"],
+            true,
+            true,
+        ),
+        ssar,
         istio(
             "security.istio.io",
             &sec,

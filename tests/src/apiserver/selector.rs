@@ -100,7 +100,9 @@ pub(crate) fn parse_fields(s: &str) -> Result<Vec<FieldReq>, String> {
         } else if let Some((k, v)) = term.split_once('=') {
             out.push((k.trim().into(), true, v.trim().into()));
         } else {
-            return Err(format!("invalid selector: '{term}'; can't understand '{term}'"));
+            return Err(format!(
+                "invalid selector: '{term}'; can't understand '{term}'"
+            ));
         }
     }
     Ok(out)

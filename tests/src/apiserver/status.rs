@@ -86,7 +86,14 @@ impl ApiError {
     }
 
     /// 422 Invalid with one cause, e.g. `metadata.name: Required value: name or generateName is required`.
-    pub fn invalid(group: &str, kind: &str, name: &str, field: &str, cause: &str, msg: &str) -> Self {
+    pub fn invalid(
+        group: &str,
+        kind: &str,
+        name: &str,
+        field: &str,
+        cause: &str,
+        msg: &str,
+    ) -> Self {
         let mut d = details(group, kind, Some(name));
         d["causes"] = json!([{ "reason": cause, "message": msg, "field": field }]);
         Self::new(
@@ -190,12 +197,20 @@ impl ApiError {
             }
             500 => Self::internal("meshsim: injected fault"),
             503 => {
-                let mut e = Self::new(503, "ServiceUnavailable", "the server is currently unable to handle the request")
-                    .with_details(json!({ "retryAfterSeconds": 1 }));
+                let mut e = Self::new(
+                    503,
+                    "ServiceUnavailable",
+                    "the server is currently unable to handle the request",
+                )
+                .with_details(json!({ "retryAfterSeconds": 1 }));
                 e.retry_after = Some(1);
                 e
             }
-            504 => Self::new(504, "Timeout", "the server was unable to return a response in the time allotted, but may still be processing the request"),
+            504 => Self::new(
+                504,
+                "Timeout",
+                "the server was unable to return a response in the time allotted, but may still be processing the request",
+            ),
             401 => Self::unauthorized(),
             403 => Self::new(403, "Forbidden", "forbidden: meshsim injected fault"),
             404 => Self::path_not_found(),
@@ -214,10 +229,10 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
-        if self.reason.is_empty() {
-            if let Some(m) = v.as_object_mut() {
-                m.remove("reason");
-            }
+        if self.reason.is_empty()
+            && let Some(m) = v.as_object_mut()
+        {
+            m.remove("reason");
         }
         if let Some(d) = &self.details {
             v["details"] = d.clone();
@@ -250,15 +265,4 @@ pub(crate) fn json_response(code: u16, v: &Value) -> Response {
         HeaderValue::from_static("application/json"),
     );
     resp
-}
-
-/// The `Status` a successful delete of a collection-less thing answers with.
-pub(crate) fn success_status(details: Value) -> Value {
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": details,
-    })
 }

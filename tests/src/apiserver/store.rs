@@ -121,7 +121,9 @@ fn spec_part(obj: &Value) -> Value {
     match obj {
         Value::Object(m) => Value::Object(
             m.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         ),
@@ -304,16 +306,20 @@ impl Store {
         self.lock().rv.to_string()
     }
 
-    pub(crate) fn find_resource(&self, group: &str, version: &str, plural: &str) -> Option<ResourceType> {
+    pub(crate) fn find_resource(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<ResourceType> {
         self.lock().find_resource(group, version, plural)
     }
 
     fn resolve(&self, api_version: &str, kind: &str) -> anyhow::Result<(ResourceType, String)> {
         let (group, version) = split_api_version(api_version);
-        let rt = self
-            .lock()
-            .find_kind(group, kind)
-            .ok_or_else(|| anyhow!("meshsim apiserver does not serve kind {kind} in group {group:?}"))?;
+        let rt = self.lock().find_kind(group, kind).ok_or_else(|| {
+            anyhow!("meshsim apiserver does not serve kind {kind} in group {group:?}")
+        })?;
         if !rt.serves(version) {
             bail!("meshsim apiserver does not serve {kind} in version {api_version}");
         }
@@ -329,7 +335,10 @@ impl Store {
             .as_str()
             .context("object has no apiVersion")?
             .to_string();
-        let kind = obj["kind"].as_str().context("object has no kind")?.to_string();
+        let kind = obj["kind"]
+            .as_str()
+            .context("object has no kind")?
+            .to_string();
         let (rt, _) = self.resolve(&api_version, &kind)?;
         let name = meta_str(&obj, "name")
             .filter(|n| !n.is_empty())
@@ -353,7 +362,8 @@ impl Store {
             let ns_rt = st
                 .find_kind("", "Namespace")
                 .context("Namespace type not registered")?;
-            let mut nso = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let mut nso =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             normalize(&ns_rt, &mut nso);
             let uid = self.new_uid(&mut st);
             let rv = st.next_rv();
@@ -384,7 +394,11 @@ impl Store {
         let generation = match &existing {
             Some(e) => {
                 let g = e["metadata"]["generation"].as_i64().unwrap_or(1);
-                if spec_part(e) != spec_part(&obj) { g + 1 } else { g }
+                if spec_part(e) != spec_part(&obj) {
+                    g + 1
+                } else {
+                    g
+                }
             }
             None => obj["metadata"]["generation"].as_i64().unwrap_or(1),
         };
@@ -404,7 +418,13 @@ impl Store {
     }
 
     /// The object as served in `api_version` (any served version of its group).
-    pub fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+    pub fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
         let (rt, version) = self.resolve(api_version, kind).ok()?;
         self.get_raw(&rt, namespace, name)
             .map(|o| as_version(o, &rt, &version))
@@ -423,7 +443,13 @@ impl Store {
     }
 
     /// Delete an object; true when it existed.
-    pub fn delete(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> bool {
+    pub fn delete(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> bool {
         let Ok((rt, _)) = self.resolve(api_version, kind) else {
             return false;
         };
@@ -446,7 +472,9 @@ impl Store {
             .objects
             .iter()
             .filter(|((g, p, n, _), _)| {
-                *g == rt.group && *p == rt.plural && (!rt.namespaced || ns.is_none_or(|want| want == n))
+                *g == rt.group
+                    && *p == rt.plural
+                    && (!rt.namespaced || ns.is_none_or(|want| want == n))
             })
             .map(|(_, v)| v.clone())
             .collect();
@@ -463,7 +491,9 @@ impl Store {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request is not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request is not a JSON object",
+            ));
         }
         if let Some(k) = obj["kind"].as_str()
             && k != rt.kind
@@ -566,7 +596,9 @@ impl Store {
         };
         let mut new = f(&cur)?;
         if !new.is_object() {
-            return Err(ApiError::bad_request("the body of the request is not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request is not a JSON object",
+            ));
         }
         if let Some(n) = meta_str(&new, "name")
             && n != name
@@ -629,7 +661,13 @@ impl Store {
         {
             let cm = cur["metadata"].as_object().cloned().unwrap_or_default();
             let m = meta_mut(&mut new);
-            for f in ["uid", "creationTimestamp", "name", "namespace", "deletionTimestamp"] {
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "name",
+                "namespace",
+                "deletionTimestamp",
+            ] {
                 match cm.get(f) {
                     Some(v) => m.insert(f.into(), v.clone()),
                     None => m.remove(f),
@@ -681,7 +719,12 @@ impl Store {
                 if let Some(mut o) = st.objects.remove(&k) {
                     let rv = st.next_rv();
                     meta_mut(&mut o).insert("resourceVersion".into(), json!(rv));
-                    if let Some(t) = st.types.iter().find(|t| t.group == k.0 && t.plural == k.1).cloned() {
+                    if let Some(t) = st
+                        .types
+                        .iter()
+                        .find(|t| t.group == k.0 && t.plural == k.1)
+                        .cloned()
+                    {
                         self.emit(StoreOp::Deleted, &t, &o);
                     }
                 }
@@ -724,10 +767,20 @@ mod tests {
         let ra = json!({"apiVersion":"security.istio.io/v1beta1","kind":"RequestAuthentication",
             "metadata":{"name":"r","namespace":"demo"},"spec":{}});
         s.apply(ra).unwrap();
-        let got = s.get("security.istio.io/v1", "RequestAuthentication", Some("demo"), "r").unwrap();
+        let got = s
+            .get(
+                "security.istio.io/v1",
+                "RequestAuthentication",
+                Some("demo"),
+                "r",
+            )
+            .unwrap();
         assert_eq!(got["apiVersion"], "security.istio.io/v1");
         assert_eq!(s.list("apps/v1", "Deployment", None).len(), 1);
         assert!(s.delete("apps/v1", "Deployment", Some("demo"), "d"));
-        assert!(s.apply(json!({"apiVersion":"v9","kind":"Pod","metadata":{"name":"x"}})).is_err());
+        assert!(
+            s.apply(json!({"apiVersion":"v9","kind":"Pod","metadata":{"name":"x"}}))
+                .is_err()
+        );
     }
 }

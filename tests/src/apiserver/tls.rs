@@ -31,11 +31,14 @@ pub(crate) fn generate() -> anyhow::Result<Pki> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let key = KeyPair::generate().context("generating server key")?;
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "kube-apiserver");
     params.distinguished_name = dn;
-    let cert = params.signed_by(&key, &issuer).context("signing server cert")?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .context("signing server cert")?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -43,7 +46,10 @@ pub(crate) fn generate() -> anyhow::Result<Pki> {
         .context("rustls protocol versions")?
         .with_no_client_auth()
         .with_single_cert(
-            vec![cert.der().clone(), CertificateDer::from(ca_cert.der().to_vec())],
+            vec![
+                cert.der().clone(),
+                CertificateDer::from(ca_cert.der().to_vec()),
+            ],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         )
         .context("rustls server config")?;

@@ -1,0 +1,10 @@
+//! End-to-end tests: the built plugins, installed under the names kubectl resolves, run through
+//! the real `kubectl` against a `meshsim` world, as a user runs them.
+//!
+//! `make test` builds the binaries first and passes their folder in `PLUGIN_BIN_DIR`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod completion;
+mod install;
+mod krew;
+mod support;
