@@ -5,10 +5,13 @@
 use std::time::{Duration, Instant};
 
 use meshsim::envoy::{http_get, http_request, pid_alive};
-use meshsim::scenario::Scenario;
+use meshsim::scenario::{Down, Scenario};
 use meshsim::sidecar::FAKE_JWKS;
+use meshsim::xds::{CLUSTER, LISTENER, ROUTE, TYPES};
 use meshsim::{World, WorldOptions};
 use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
 
 fn kubectl(world: &World, args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new("kubectl")
@@ -146,6 +149,7 @@ async fn minimal_world_serves_envoy_apps_and_kubectl() {
     }
     assert!(!dir.exists(), "temp dir removed");
     eprintln!("minimal world started in {started:?}");
+    assert!(started < Duration::from_secs(10), "{started:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,10 +188,8 @@ async fn seed_world_has_the_article_setup() {
         "1.4.8"
     );
     let p = jwt_provider(&dump);
-    assert_eq!(
-        p["issuer"],
-        "https://keycloak-olaf-sso.apps.example.com/auth/realms/olaf"
-    );
+    let jwks = world.jwks().expect("the seed has a JWKS server");
+    assert_eq!(p["issuer"], jwks.issuer().as_str());
     // Istio ≤1.7 (Maistra 1.1 = Istio 1.4): istiod inlines the empty fetch result
     assert_eq!(p["local_jwks"]["inline_string"], "");
     let dr = find_in_dump(
@@ -249,7 +251,11 @@ async fn seed_world_has_the_article_setup() {
     let pilot_obj = store.get("v1", "Pod", Some("olaf"), &pilot.name).unwrap();
     assert_eq!(pilot_obj["metadata"]["labels"]["istio"], "pilot");
     let log = std::fs::read_to_string(&pilot.logs["discovery"]).unwrap();
-    assert!(log.contains("Failed to fetch public key from \"https://keycloak-olaf-sso.apps.example.com/auth/realms/olaf/protocol/openid-connect/certs\": Get https://"), "{log}");
+    let uri = jwks.jwks_uri();
+    let line = format!(
+        "error\tmodel\tFailed to fetch public key from \"{uri}\": Get {uri}: x509: certificate signed by unknown authority"
+    );
+    assert!(log.contains(&line), "{log}");
     // the sidecar log has Envoy's logger names and the access log of the 401
     let envoy_log = std::fs::read_to_string(customer.log_path.as_ref().unwrap()).unwrap();
     assert!(
@@ -420,4 +426,586 @@ fn blocking_start_from_a_plain_test() {
     let pids = world.pids();
     drop(world);
     assert!(pids.iter().all(|p| !pid_alive(*p)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The control plane: ADS, istiod's debug endpoints, JWKS resolution
+
+/// The config_dump section whose `@type` ends with `section`.
+fn section<'a>(dump: &'a Value, section: &str) -> &'a Value {
+    dump["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["@type"].as_str().unwrap().ends_with(section))
+        .unwrap_or_else(|| panic!("no {section}"))
+}
+
+async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
+    let (status, body) = http_get(addr, path).await.unwrap();
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The inline JWKS istiod wants a proxy's first JWT provider to have.
+fn desired_inline_jwks(world: &World, ns: &str, pod: &str) -> String {
+    let res = world.envoy_resources(ns, pod).unwrap();
+    let inbound = res
+        .listeners
+        .iter()
+        .find(|l| l["name"] == "virtualInbound")
+        .unwrap();
+    inbound["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
+        ["providers"]["origins-0"]["local_jwks"]["inline_string"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits until istiod wants `pod` to have `jwks` inline and the proxy acked that LDS push.
+async fn wait_for_pushed_jwks(world: &World, ns: &str, pod: &str, jwks: &str) {
+    let name = world.pod(ns, pod).unwrap().name;
+    let node = world.node_id(ns, &name).unwrap();
+    let xds = world.xds_for(ns, &name).unwrap();
+    xds.wait_for(WAIT, |all| {
+        let p = all.iter().find(|p| p.node_id == node)?;
+        let view = xds.resources(&node)?;
+        let inline = view.listeners.iter().find(|l| l["name"] == "virtualInbound")?["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]["providers"]["origins-0"]["local_jwks"]["inline_string"]
+            .as_str()?
+            .to_owned();
+        (inline == jwks && p.synced(&[LISTENER])).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// Every sidecar and gateway of the seed syncs over ADS with istio-pilot; pilot's syncz (1.4
+/// shape, on 15014 and 8080) and config_dump mirror the ADS server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_proxies_sync_over_ads_and_pilot_reports_them() {
+    let world = World::start("seed").await.unwrap();
+    let pilot = world.pod("olaf", "istio-pilot").unwrap();
+    let xds = world.xds_for("olaf", &pilot.name).unwrap();
+    let proxies: Vec<_> = world
+        .pods()
+        .into_iter()
+        .filter(|p| p.admin.is_some())
+        .collect();
+    assert_eq!(proxies.len(), 6);
+    for p in &proxies {
+        assert_eq!(p.istiod.as_deref(), Some(pilot.name.as_str()), "{}", p.name);
+        let node = p.node_id.clone().unwrap();
+        let types: &[&str] = if node.starts_with("router~") {
+            &[CLUSTER, LISTENER, meshsim::xds::ENDPOINT]
+        } else {
+            TYPES
+        };
+        let st = xds.wait_synced(&node, types, WAIT).await.unwrap();
+        assert_eq!(st.metadata("ISTIO_VERSION"), Some("1.4.8"));
+    }
+
+    // a real sidecar's config_dump: dynamic resources with istiod's versions, a tiny bootstrap
+    let customer = world.pod("olaf-customer", "customer").unwrap();
+    let (_, dump) = http_get(customer.admin.unwrap(), "/config_dump")
+        .await
+        .unwrap();
+    let dump: Value = serde_json::from_str(&dump).unwrap();
+    let statics: Vec<&str> = dump["configs"][0]["bootstrap"]["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(statics, ["prometheus_stats", "xds-grpc"]);
+    let clusters = section(&dump, "ClustersConfigDump");
+    let dynamic = clusters["dynamic_active_clusters"].as_array().unwrap();
+    assert!(dynamic.iter().any(|c| c["cluster"]["name"]
+        == "outbound|8080|version-v1|recommendation.olaf-customer.svc.cluster.local"));
+    let st = xds
+        .wait_synced(customer.node_id.as_deref().unwrap(), TYPES, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        dynamic[0]["version_info"].as_str(),
+        st.type_status(CLUSTER).unwrap().acked_version.as_deref()
+    );
+    assert!(
+        section(&dump, "ListenersConfigDump")["dynamic_listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == "virtualInbound")
+    );
+    assert!(
+        section(&dump, ".RoutesConfigDump")["dynamic_route_configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["route_config"]["name"] == "8080")
+    );
+
+    // pilot's syncz lists every proxy, each type acked == sent; 1.4 shape on 15014 and 8080
+    world.wait_synced(WAIT).await.unwrap();
+    let istiod = world.istiod_for("olaf", &pilot.name).unwrap();
+    for port in [15014, 8080] {
+        let (status, syncz) = get_json(istiod.addr(port).unwrap(), "/debug/syncz").await;
+        assert_eq!(status, 200);
+        let items = syncz.as_array().unwrap();
+        let mut ids: Vec<&str> = items.iter().map(|i| i["proxy"].as_str().unwrap()).collect();
+        ids.sort();
+        let mut want: Vec<String> = proxies.iter().map(|p| p.proxy_id.clone()).collect();
+        want.sort();
+        assert_eq!(ids, want);
+        for i in items {
+            assert!(i.get("cluster_id").is_none(), "1.4 shape: {i}");
+            assert_eq!(i["istio_version"], "1.4.8");
+            for t in ["cluster", "listener", "endpoint"] {
+                let sent = i[format!("{t}_sent")].as_str().unwrap();
+                assert_eq!(i[format!("{t}_acked")].as_str(), Some(sent), "{i}");
+            }
+        }
+    }
+    // istiod's config_dump of the proxy matches what Envoy has (names), camelCase
+    let (status, idump) = get_json(
+        istiod.addr(15014).unwrap(),
+        &format!("/debug/config_dump?proxyID={}", customer.proxy_id),
+    )
+    .await;
+    assert_eq!(status, 200, "{idump}");
+    let names = |list: &Value, ptr: &str| -> Vec<String> {
+        let mut v: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.pointer(ptr).unwrap().as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names(
+            &section(&idump, "ClustersConfigDump")["dynamicActiveClusters"],
+            "/cluster/name"
+        ),
+        names(&clusters["dynamic_active_clusters"], "/cluster/name")
+    );
+    assert!(
+        section(&idump, "ListenersConfigDump")["dynamicListeners"][0]["activeState"]["listener"]
+            .get("filterChains")
+            .is_some()
+    );
+    // the pilot pod's ports go to the stand-in
+    let (status, _) = get_json(istiod.addr(9876).unwrap(), "/scopej/").await;
+    assert_eq!(status, 200);
+}
+
+/// The article's story: istiod cannot fetch the Keycloak's JWKS (private CA) → a real token is
+/// rejected; inlining the JWKS into the policies → istiod pushes the real keys → accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_token_is_rejected_until_the_jwks_is_inlined() {
+    let world = World::start("seed").await.unwrap();
+    let jwks = world.jwks().unwrap();
+    let token = jwks.token("alice", "customer", now(), Duration::from_secs(3600));
+    let (status, body) = world
+        .request("olaf-customer", "customer", "/", Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(desired_inline_jwks(&world, "olaf-customer", "customer"), "");
+    let pilot = world.pod("olaf", "istio-pilot").unwrap();
+    let log = std::fs::read_to_string(&pilot.logs["discovery"]).unwrap();
+    assert!(
+        log.contains("x509: certificate signed by unknown authority"),
+        "{log}"
+    );
+    // kubectl logs shows the same
+    let (ok, out, err) = kubectl(
+        &world,
+        &["logs", "-n", "olaf", &pilot.name, "-c", "discovery"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!(
+            "Failed to fetch public key from \"{}\"",
+            jwks.jwks_uri()
+        )),
+        "{out}"
+    );
+
+    // the fix: replace jwksUri by the JWKS itself in both objects (as `jwks-trust inline` does)
+    let store = world.apiserver().store();
+    let keys = jwks.jwks_json();
+    let mut ra = store
+        .get(
+            "security.istio.io/v1beta1",
+            "RequestAuthentication",
+            Some("olaf-customer"),
+            "customerjwt",
+        )
+        .unwrap();
+    let rule = ra["spec"]["jwtRules"][0].as_object_mut().unwrap();
+    rule.remove("jwksUri");
+    rule.insert("jwks".into(), json!(keys));
+    store.apply(ra).unwrap();
+    let mut policy = store
+        .get(
+            "authentication.istio.io/v1alpha1",
+            "Policy",
+            Some("olaf-customer"),
+            "customerjwt",
+        )
+        .unwrap();
+    let jwt = policy["spec"]["origins"][0]["jwt"].as_object_mut().unwrap();
+    jwt.remove("jwksUri");
+    jwt.insert("jwks".into(), json!(keys));
+    store.apply(policy).unwrap();
+    wait_for_pushed_jwks(&world, "olaf-customer", "customer", &keys).await;
+
+    let (status, body) = world
+        .request("olaf-customer", "customer", "/", Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("customer => preference => recommendation v1"),
+        "{body}"
+    );
+    // still required: no token, no entry
+    let (status, _) = world
+        .request("olaf-customer", "customer", "/", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    // the sidecar's config_dump has the real keys, Envoy acked them
+    let customer = world.pod("olaf-customer", "customer").unwrap();
+    let (_, dump) = http_get(customer.admin.unwrap(), "/config_dump")
+        .await
+        .unwrap();
+    let p = jwt_provider(&serde_json::from_str(&dump).unwrap());
+    assert_eq!(p["local_jwks"]["inline_string"], keys.as_str());
+}
+
+/// `jwks-trust add-ca`'s fix: the CA in a Secret mounted at /cacerts of the discovery
+/// container → istiod restarts, fetches the JWKS, pushes it → the token is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_the_ca_to_istiod_restarts_it_and_the_fetch_succeeds() {
+    let world = World::start("seed").await.unwrap();
+    let jwks = world.jwks().unwrap();
+    let token = jwks.token("alice", "customer", now(), Duration::from_secs(3600));
+    let pilot = world.pod("olaf", "istio-pilot").unwrap();
+    let replica = world.replica_for("olaf", &pilot.name).unwrap();
+    assert_eq!(replica.restarts(), 0);
+    let store = world.apiserver().store();
+    store
+        .apply(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "jwks-extra-cacerts", "namespace": "olaf"},
+            "stringData": {"extra.pem": jwks.ca_pem()},
+        }))
+        .unwrap();
+    // a Secret alone changes nothing: istiod reads the bundle at start
+    world.regenerate().await.unwrap();
+    assert_eq!(desired_inline_jwks(&world, "olaf-customer", "customer"), "");
+    let mut dep = store
+        .get("apps/v1", "Deployment", Some("olaf"), "istio-pilot")
+        .unwrap();
+    let spec = &mut dep["spec"]["template"]["spec"];
+    spec["volumes"] = json!([{"name": "jwks-extra-cacerts", "secret": {"secretName": "jwks-extra-cacerts", "optional": true}}]);
+    spec["containers"][0]["volumeMounts"] =
+        json!([{"name": "jwks-extra-cacerts", "mountPath": "/cacerts", "readOnly": true}]);
+    assert_eq!(spec["containers"][0]["name"], "discovery");
+    store.apply(dep).unwrap();
+
+    replica.wait_restarts(1, WAIT).await.unwrap();
+    assert_eq!(replica.restarts(), 1);
+    wait_for_pushed_jwks(&world, "olaf-customer", "customer", &jwks.jwks_json()).await;
+    let (status, body) = world
+        .request("olaf-customer", "customer", "/", Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    // the pod shows the restart, the Deployment rolled out, the new log has no fetch failure
+    let pod = store.get("v1", "Pod", Some("olaf"), &pilot.name).unwrap();
+    let discovery = pod["status"]["containerStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "discovery")
+        .unwrap();
+    assert_eq!(discovery["restartCount"], 1);
+    let dep = store
+        .get("apps/v1", "Deployment", Some("olaf"), "istio-pilot")
+        .unwrap();
+    assert_eq!(
+        dep["status"]["observedGeneration"],
+        dep["metadata"]["generation"]
+    );
+    let log = std::fs::read_to_string(&pilot.logs["discovery"]).unwrap();
+    assert!(!log.contains("x509"), "{log}");
+    assert!(log.contains("Starting ADS server"), "{log}");
+    // every proxy reconnected and is in sync again; syncz lists them all
+    world.wait_synced(WAIT).await.unwrap();
+    let (_, syncz) = get_json(
+        world
+            .istiod_for("olaf", &pilot.name)
+            .unwrap()
+            .addr(15014)
+            .unwrap(),
+        "/debug/syncz",
+    )
+    .await;
+    assert_eq!(syncz.as_array().unwrap().len(), 6, "{syncz}");
+}
+
+/// Two replicas, a down one, a canary revision, a NACKing proxy, a held type, and istiod's
+/// view made to differ from the Envoy's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_revisions_and_proxy_knobs() {
+    let mut s = Scenario::load("minimal").unwrap();
+    let web = s
+        .workloads
+        .iter()
+        .find(|w| w.name == "web")
+        .unwrap()
+        .clone();
+    let istiod = s.workloads.iter_mut().find(|w| w.name == "istiod").unwrap();
+    istiod.replicas = 3;
+    istiod.down = Down::Replicas(vec![2]);
+    let mut canary = istiod.clone();
+    canary.name = "istiod-canary".into();
+    canary.replicas = 1;
+    canary.down = Down::default();
+    canary.revision = Some("canary".into());
+    s.workloads.push(canary);
+    s.workloads
+        .iter_mut()
+        .find(|w| w.name == "web")
+        .unwrap()
+        .replicas = 2;
+    let app = |name: &str| {
+        let mut w = web.clone();
+        w.name = name.into();
+        w.replicas = 1;
+        w
+    };
+    let mut nacked = app("nacked");
+    nacked.nack = vec!["LDS".into()];
+    let mut held = app("held");
+    held.hold = vec!["RDS".into()];
+    let mut canary_app = app("canary-app");
+    canary_app
+        .labels
+        .insert("istio.io/rev".into(), "canary".into());
+    s.workloads.extend([nacked, held, canary_app]);
+    let world = World::start_with(s, WorldOptions::default()).await.unwrap();
+
+    let by_app = |app: &str| -> Vec<meshsim::PodInfo> {
+        let mut v: Vec<_> = world
+            .pods()
+            .into_iter()
+            .filter(|p| p.app_label == app)
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    };
+    let istiods = by_app("istiod");
+    assert_eq!(istiods.len(), 3);
+    let downs: Vec<_> = istiods
+        .iter()
+        .filter(|p| {
+            world
+                .replica_for("istio-system", &p.name)
+                .unwrap()
+                .is_down()
+        })
+        .collect();
+    assert_eq!(downs.len(), 1);
+    let down = downs[0];
+    let r = world.replica_for("istio-system", &down.name).unwrap();
+    assert!(r.ports().is_empty() && world.xds_for("istio-system", &down.name).is_none());
+    let canary = &by_app("istiod-canary")[0];
+    assert_eq!(canary.labels["istio.io/rev"], "canary");
+
+    // the two web pods went round-robin to the two running default replicas
+    let webs = by_app("web");
+    let mut assigned: Vec<&str> = webs.iter().map(|p| p.istiod.as_deref().unwrap()).collect();
+    assigned.sort();
+    assigned.dedup();
+    assert_eq!(assigned.len(), 2, "{assigned:?}");
+    assert!(!assigned.contains(&down.name.as_str()));
+    assert_eq!(
+        by_app("canary-app")[0].istiod.as_deref(),
+        Some(canary.name.as_str())
+    );
+
+    // each istiod knows only its own proxies
+    for i in istiods.iter().filter(|p| p.name != down.name) {
+        let st = world.istiod_for("istio-system", &i.name).unwrap();
+        let (_, syncz) = get_json(st.addr(15014).unwrap(), "/debug/syncz").await;
+        let listed: Vec<&str> = syncz
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["proxy"].as_str().unwrap())
+            .collect();
+        let mine: Vec<String> = world
+            .pods()
+            .into_iter()
+            .filter(|p| p.istiod.as_deref() == Some(i.name.as_str()))
+            .map(|p| p.proxy_id)
+            .collect();
+        let mut listed_sorted: Vec<String> = listed.iter().map(|s| s.to_string()).collect();
+        listed_sorted.sort();
+        let mut mine_sorted = mine.clone();
+        mine_sorted.sort();
+        assert_eq!(listed_sorted, mine_sorted, "{}", i.name);
+        for other in world
+            .pods()
+            .iter()
+            .filter(|p| p.istiod.is_some() && !mine.contains(&p.proxy_id))
+        {
+            let (status, body) = http_get(
+                st.addr(15014).unwrap(),
+                &format!("/debug/config_dump?proxyID={}", other.proxy_id),
+            )
+            .await
+            .unwrap();
+            assert_eq!(status, 404, "{body}");
+            assert!(
+                body.contains("Proxy not connected to this Pilot instance"),
+                "{body}"
+            );
+        }
+    }
+    let syncz_of = |pod: &meshsim::PodInfo| {
+        let st = world.istiod_for("demo", &pod.name).unwrap();
+        let addr = st.addr(15014).unwrap();
+        let id = pod.proxy_id.clone();
+        async move {
+            let (_, syncz) = get_json(addr, "/debug/syncz").await;
+            syncz
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["proxy"] == id.as_str())
+                .unwrap()
+                .clone()
+        }
+    };
+
+    // the NACKing proxy: LDS rejected with Envoy's error, the rest of the world in sync
+    let nacked = &by_app("nacked")[0];
+    let n = syncz_of(nacked).await;
+    assert_ne!(n["listener_sent"], n["listener_acked"], "{n}");
+    let err = n["resources"][LISTENER]["lastError"].as_str().unwrap();
+    assert!(err.contains("meshsim.invalid"), "{err}");
+    assert_eq!(n["cluster_sent"], n["cluster_acked"]);
+    let w = syncz_of(&webs[0]).await;
+    assert_eq!(w["listener_sent"], w["listener_acked"], "{w}");
+    assert!(w["resources"][LISTENER].get("lastError").is_none());
+    // the NACKing proxy still serves with its previous listeners
+    let (status, _) = http_get(nacked.inbound.unwrap(), "/").await.unwrap();
+    assert_eq!(status, 200);
+
+    // the held type is never sent
+    let held = &by_app("held")[0];
+    let h = syncz_of(held).await;
+    assert!(h.get("route_sent").is_none(), "{h}");
+    assert_eq!(h["listener_sent"], h["listener_acked"]);
+
+    // the canary proxy is listed by the canary istiod
+    let c = syncz_of(&by_app("canary-app")[0]).await;
+    assert_eq!(c["cluster_sent"], c["cluster_acked"]);
+
+    // runtime knobs: push_invalid / clear_invalid on a web proxy
+    let web0 = &webs[0];
+    let xds = world.xds_for("demo", &web0.name).unwrap();
+    let node = web0.node_id.clone().unwrap();
+    xds.push_invalid(&node, CLUSTER);
+    xds.wait_for(WAIT, |all| {
+        all.iter()
+            .find(|p| p.node_id == node)?
+            .type_status(CLUSTER)?
+            .last_error
+            .clone()
+    })
+    .await
+    .unwrap();
+    xds.clear_invalid(&node, CLUSTER);
+    xds.wait_synced(&node, TYPES, WAIT).await.unwrap();
+
+    // istiod's view differs from the Envoy's without any push
+    let mut view: meshsim::xds::ProxyResources =
+        world.envoy_resources("demo", &web0.name).unwrap().into();
+    view.clusters.retain(|c| c["name"] != "BlackHoleCluster");
+    world.set_istiod_view("demo", &web0.name, view).unwrap();
+    let st = world.istiod_for("demo", &web0.name).unwrap();
+    let (_, idump) = get_json(
+        st.addr(15014).unwrap(),
+        &format!("/debug/config_dump?proxyID={}", web0.proxy_id),
+    )
+    .await;
+    let names: Vec<&str> = section(&idump, "ClustersConfigDump")["dynamicActiveClusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["cluster"]["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"BlackHoleCluster"), "{names:?}");
+    let (_, dump) = http_get(web0.admin.unwrap(), "/config_dump").await.unwrap();
+    assert!(dump.contains("\"BlackHoleCluster\""));
+    world.clear_istiod_view("demo", &web0.name).unwrap();
+    let (_, idump) = get_json(
+        st.addr(15014).unwrap(),
+        &format!("/debug/config_dump?proxyID={}", web0.proxy_id),
+    )
+    .await;
+    assert!(idump.to_string().contains("BlackHoleCluster"));
+    // the routes of every synced proxy were pushed (RDS watched, acked)
+    let st = xds.wait_synced(&node, &[ROUTE], WAIT).await.unwrap();
+    assert!(st.type_status(ROUTE).unwrap().acked_nonce.is_some());
+}
+
+/// Static mode still works (no control plane pushes; Envoy has everything in its bootstrap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_mode_puts_everything_in_the_bootstrap() {
+    let opts = WorldOptions {
+        xds_mode: meshsim::sidecar::XdsMode::Static,
+        ..WorldOptions::default()
+    };
+    let world = World::start_with(Scenario::load("minimal").unwrap(), opts)
+        .await
+        .unwrap();
+    let web = world.pod("demo", "web").unwrap();
+    assert_eq!(web.istiod, None);
+    let (_, dump) = http_get(web.admin.unwrap(), "/config_dump").await.unwrap();
+    let dump: Value = serde_json::from_str(&dump).unwrap();
+    assert!(
+        section(&dump, "ClustersConfigDump")
+            .get("dynamic_active_clusters")
+            .is_none()
+    );
+    let (status, _) = http_get(web.inbound.unwrap(), "/").await.unwrap();
+    assert_eq!(status, 200);
+    // istiod still runs, with no proxy connected
+    let istiod = world.pod("istio-system", "istiod").unwrap();
+    let (_, syncz) = get_json(
+        world
+            .istiod_for("istio-system", &istiod.name)
+            .unwrap()
+            .addr(15014)
+            .unwrap(),
+        "/debug/syncz",
+    )
+    .await;
+    assert_eq!(syncz, json!([]));
 }

@@ -7,6 +7,7 @@
 
 pub mod apiserver;
 pub mod app;
+pub mod control_plane;
 pub mod envoy;
 pub mod istiod;
 pub mod jwks_server;

@@ -39,7 +39,54 @@ pub struct Scenario {
     /// also shape the sidecars' Envoy configuration.
     #[serde(default)]
     pub objects: Vec<Value>,
+    /// Start a JWKS server (HTTPS, private CA; see [`crate::jwks_server`]) with the world.
+    #[serde(default)]
+    pub jwks_server: Option<JwksServerSpec>,
 }
+
+/// The world's JWKS server (a Keycloak-like realm behind a private CA).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksServerSpec {
+    /// The realm (`/auth/realms/<realm>/...`).
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Every string in `objects` that starts with this origin (e.g.
+    /// `https://keycloak-olaf-sso.apps.example.com`) gets it replaced by the server's own
+    /// (`https://localhost:<port>`), so issuers and jwksUris point at the running server.
+    #[serde(default)]
+    pub origin: Option<String>,
+}
+
+fn default_realm() -> String {
+    "olaf".to_owned()
+}
+
+/// `down:` of a control-plane workload: every replica, or some by index (0-based).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Down {
+    All(bool),
+    Replicas(Vec<u32>),
+}
+
+impl Default for Down {
+    fn default() -> Self {
+        Down::All(false)
+    }
+}
+
+impl Down {
+    pub fn is_down(&self, replica: u32) -> bool {
+        match self {
+            Down::All(b) => *b,
+            Down::Replicas(r) => r.contains(&replica),
+        }
+    }
+}
+
+/// The xDS types a scenario can name by their short names.
+pub const XDS_SHORT_TYPES: &[&str] = &["CDS", "LDS", "RDS", "EDS"];
 
 /// Which Istio the simulated control plane is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,6 +206,26 @@ pub struct WorkloadSpec {
     /// Containers of a control-plane pod.
     #[serde(default)]
     pub containers: Vec<ContainerSpec>,
+    /// Control plane: the `istio.io/rev` revision (label added to its pods); proxies whose pod
+    /// (or namespace) has the label `istio.io/rev: <revision>` connect to it. Default `default`.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// Control plane: `true` (every replica) or a list of replica indices whose pod exists and
+    /// is Running, but whose ports have no backend (port-forwards fail); no proxy connects to it.
+    #[serde(default)]
+    pub down: Down,
+    /// Proxies: the istiod pod (exact name or name prefix) its pods connect to; default
+    /// round-robin over the running replicas of their revision.
+    #[serde(default)]
+    pub istiod: Option<String>,
+    /// Proxies: xDS types (`CDS`, `LDS`, `RDS`, `EDS`) istiod pushes an invalid config of
+    /// after the first ACK, so Envoy NACKs them (syncz: STALE / ERROR).
+    #[serde(default)]
+    pub nack: Vec<String>,
+    /// Proxies: xDS types istiod never sends (syncz: NOT SENT); their config sources get a 1 s
+    /// initial fetch timeout so Envoy still becomes ready.
+    #[serde(default)]
+    pub hold: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -270,6 +337,16 @@ impl Scenario {
                     w.replicas
                 );
             }
+            for t in w.nack.iter().chain(&w.hold) {
+                if !XDS_SHORT_TYPES.contains(&t.as_str()) {
+                    bail!(
+                        "workload {}/{}: unknown xDS type {t:?} (one of {})",
+                        w.namespace,
+                        w.name,
+                        XDS_SHORT_TYPES.join(", ")
+                    );
+                }
+            }
             if w.role == Role::ControlPlane && w.containers.is_empty() {
                 bail!(
                     "control-plane workload {}/{} needs containers",
@@ -338,6 +415,30 @@ impl Scenario {
             .unwrap_or_else(|| format!("docker.io/istio/proxyv2:{}", self.istio.version))
     }
 
+    /// The `istio.io/rev` a pod belongs to: its own label, else its namespace's, else
+    /// `default`. For a control-plane pod, the revision it serves.
+    pub fn revision_of(&self, pod: &PodPlan) -> String {
+        const REV: &str = "istio.io/rev";
+        pod.labels
+            .get(REV)
+            .or_else(|| {
+                self.namespaces
+                    .iter()
+                    .find(|n| n.name == pod.namespace)
+                    .and_then(|n| n.labels.get(REV))
+            })
+            .cloned()
+            .unwrap_or_else(|| "default".to_owned())
+    }
+
+    /// Is this workload an istiod / istio-pilot (a control-plane workload with a `discovery`
+    /// container)?
+    pub fn is_istiod(&self, workload: usize) -> bool {
+        self.workloads.get(workload).is_some_and(|w| {
+            w.role == Role::ControlPlane && w.containers.iter().any(|c| c.name == "discovery")
+        })
+    }
+
     /// Objects of one kind, from `objects`.
     pub fn objects_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.objects
@@ -378,6 +479,9 @@ impl Scenario {
                 labels.insert("pod-template-hash".to_owned(), hash.clone());
                 if w.role == Role::App && w.injected {
                     labels.insert("security.istio.io/tlsMode".to_owned(), "istio".to_owned());
+                }
+                if let Some(rev) = &w.revision {
+                    labels.insert("istio.io/rev".to_owned(), rev.clone());
                 }
                 let proxy = match w.role {
                     Role::App if w.injected => Some(ProxyKind::Sidecar),
@@ -425,6 +529,7 @@ impl Scenario {
                     admin_port,
                     log_level,
                     component_log_level,
+                    replica: r,
                 });
             }
         }
@@ -501,6 +606,8 @@ pub struct PodPlan {
     pub admin_port: u16,
     pub log_level: String,
     pub component_log_level: String,
+    /// Index of the pod among its workload's replicas.
+    pub replica: u32,
 }
 
 impl PodPlan {

@@ -2,9 +2,12 @@
 //!
 //! [`resources`] is the one place the xDS resources of a pod are generated (listeners, clusters,
 //! route configurations, cluster load assignments), each a v3 resource with its `@type`, in the
-//! form an ADS server would push them: RDS and EDS reference `{"ads": {}}`. [`render`] turns
-//! them into files Envoy loads:
-//! * [`XdsMode::Static`] (default): everything under `static_resources` (EDS clusters become
+//! form an ADS server would push them: RDS and EDS reference `{"ads": {}}`. How they reach
+//! Envoy ([`XdsMode`]):
+//! * [`XdsMode::Ads`] (default in a world): the world's istiod stand-in
+//!   ([`crate::control_plane`]) serves them over ADS; the bootstrap ([`render_ads`]) has only
+//!   admin, the Prometheus listener and the `xds-grpc` cluster, as a real sidecar's;
+//! * [`XdsMode::Static`]: [`render`] puts everything under `static_resources` (EDS clusters become
 //!   STATIC with a `load_assignment`, RDS becomes an inline `route_config`);
 //! * [`XdsMode::Files`]: `dynamic_resources` with `path_config_source` (LDS, CDS, and per-name
 //!   RDS/EDS files), so `/config_dump` shows them as *dynamic* (`dynamic_listeners`,
@@ -13,8 +16,6 @@
 //!   subscription (about 20 per sidecar) and the per-user limit
 //!   (`fs.inotify.max_user_instances`, often 128) is shared by every process of the user; past
 //!   it Envoy aborts with `assert failure: inotify_fd_ >= 0`. Use it for one world at a time.
-//!
-//! A later ADS control plane only has to serve the same [`EnvoyResources`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -747,24 +748,65 @@ fn vs_routes(sc: &Scenario, vs: &Value, port: u16, host: &str) -> Vec<Value> {
 /// How the generated resources reach Envoy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum XdsMode {
-    /// Everything under `static_resources`.
+    /// Over ADS from the pod's istiod (the world's [`crate::control_plane`]): the bootstrap has
+    /// only admin, the Prometheus listener and `xds-grpc`; config_dump shows dynamic resources
+    /// with the versions istiod pushed, exactly like a real sidecar.
     #[default]
+    Ads,
+    /// Everything under `static_resources` (fast; no control plane involved).
     Static,
     /// Dynamic resources from files (`path_config_source`); shows as dynamic in config_dump,
     /// but needs about 20 inotify instances per Envoy (see the module docs).
     Files,
 }
 
-/// Writes the bootstrap (and in [`XdsMode::Files`] the xDS files) into `dir`; returns the
-/// bootstrap path.
-pub fn render(
-    dir: &Path,
-    node: Value,
-    admin_port: u16,
-    res: &EnvoyResources,
-    mode: XdsMode,
-) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+/// What a sidecar's bootstrap carries.
+#[derive(Debug, Clone)]
+pub enum Bootstrap<'a> {
+    /// The resources themselves, rendered by [`render`] ([`XdsMode::Static`] or
+    /// [`XdsMode::Files`]).
+    Resources(&'a EnvoyResources, XdsMode),
+    /// Everything over ADS from the server at `addr` (see [`render_ads`]).
+    Ads {
+        addr: SocketAddr,
+        /// `initial_fetch_timeout` of the CDS and LDS config sources (default: Envoy's 15 s);
+        /// give a short one when a type is held back.
+        initial_fetch_timeout: Option<String>,
+    },
+}
+
+/// Sets `initial_fetch_timeout` of every ADS config source in the resources (RDS of the
+/// listeners, EDS of the clusters); used for proxies whose RDS/EDS istiod holds back, which
+/// would otherwise keep Envoy from ever becoming ready.
+pub fn set_initial_fetch_timeout(res: &mut EnvoyResources, timeout: &str) {
+    fn walk(v: &mut Value, timeout: &str) {
+        match v {
+            Value::Object(o) => {
+                if o.contains_key("ads") && o.contains_key("initial_fetch_timeout") {
+                    o.insert("initial_fetch_timeout".into(), json!(timeout));
+                }
+                for x in o.values_mut() {
+                    walk(x, timeout);
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, timeout)),
+            _ => {}
+        }
+    }
+    for r in res
+        .listeners
+        .iter_mut()
+        .chain(&mut res.clusters)
+        .chain(&mut res.routes)
+        .chain(&mut res.endpoints)
+    {
+        walk(r, timeout);
+    }
+}
+
+/// The static part every sidecar bootstrap has: admin, the `0.0.0.0_15090` Prometheus listener
+/// and its `prometheus_stats` cluster (as Istio's bootstrap template).
+fn base_bootstrap(node: Value, admin_port: u16) -> Value {
     let prom_cluster = json!({
         "name": "prometheus_stats", "type": "STATIC", "connect_timeout": "0.250s",
         "load_assignment": {"cluster_name": "prometheus_stats", "endpoints": [{"lb_endpoints": lb_endpoints(&[SocketAddr::from(([127, 0, 0, 1], admin_port))])}]},
@@ -782,11 +824,53 @@ pub fn render(
             },
         }]}],
     });
-    let mut bootstrap = json!({
+    json!({
         "node": node,
         "admin": {"address": loopback(admin_port)},
         "static_resources": {"listeners": [prom_listener], "clusters": [prom_cluster]},
-    });
+    })
+}
+
+/// Writes an ADS bootstrap into `dir` (admin, Prometheus listener, `xds-grpc` to `xds`,
+/// `dynamic_resources` over ADS); returns its path.
+pub fn render_ads(
+    dir: &Path,
+    node: Value,
+    admin_port: u16,
+    xds: SocketAddr,
+    initial_fetch_timeout: Option<&str>,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let mut bootstrap = base_bootstrap(node, admin_port);
+    let mut fragment = crate::xds::ads_bootstrap_fragment(xds);
+    if let Some(t) = initial_fetch_timeout {
+        for k in ["cds_config", "lds_config"] {
+            fragment["dynamic_resources"][k]["initial_fetch_timeout"] = json!(t);
+        }
+    }
+    if let (Some(dst), Some(src)) = (
+        bootstrap["static_resources"]["clusters"].as_array_mut(),
+        fragment["static_resources"]["clusters"].as_array(),
+    ) {
+        dst.extend(src.iter().cloned());
+    }
+    bootstrap["dynamic_resources"] = fragment["dynamic_resources"].take();
+    let path = dir.join("envoy-rev0.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&bootstrap)?)?;
+    Ok(path)
+}
+
+/// Writes the bootstrap (and in [`XdsMode::Files`] the xDS files) into `dir`; returns the
+/// bootstrap path. Not for [`XdsMode::Ads`] (see [`render_ads`]).
+pub fn render(
+    dir: &Path,
+    node: Value,
+    admin_port: u16,
+    res: &EnvoyResources,
+    mode: XdsMode,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let mut bootstrap = base_bootstrap(node, admin_port);
     let strip = |v: &Value| {
         let mut v = v.clone();
         if let Some(o) = v.as_object_mut() {
@@ -795,6 +879,7 @@ pub fn render(
         v
     };
     match mode {
+        XdsMode::Ads => bail!("XdsMode::Ads has no resource files: use render_ads"),
         XdsMode::Static => {
             let routes: BTreeMap<&str, &Value> = res
                 .routes
@@ -973,8 +1058,8 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    /// Generates the config of `inp.pod` into `dir`, starts Envoy and waits until it is ready.
-    /// Retries (with a new admin port) if the reserved admin port was taken meanwhile.
+    /// Generates the config of `inp.pod` into `dir` ([`XdsMode::Static`] or
+    /// [`XdsMode::Files`]), starts Envoy and waits until it is ready.
     pub async fn start(
         dir: &Path,
         inp: &ConfigInputs<'_>,
@@ -983,20 +1068,56 @@ impl Sidecar {
         timeout: Duration,
     ) -> Result<Sidecar> {
         let res = resources(inp)?;
-        let node = node(inp.scenario, inp.pod);
+        Sidecar::start_with(
+            dir,
+            inp.scenario,
+            inp.pod,
+            &Bootstrap::Resources(&res, mode),
+            log_path,
+            timeout,
+        )
+        .await
+    }
+
+    /// Writes the bootstrap of `pod` into `dir`, starts Envoy and waits until it is ready
+    /// (with [`Bootstrap::Ads`]: until its initial CDS/LDS fetch is done and the listeners
+    /// warmed). Retries (with a new admin port) if the reserved admin port was taken meanwhile.
+    pub async fn start_with(
+        dir: &Path,
+        scenario: &Scenario,
+        pod: &PodPlan,
+        config: &Bootstrap<'_>,
+        log_path: &Path,
+        timeout: Duration,
+    ) -> Result<Sidecar> {
+        let node = node(scenario, pod);
         let mut last_err = None;
         for _attempt in 0..4 {
             let admin_port = reserve_port()?;
-            let bootstrap_path = render(dir, node.clone(), admin_port, &res, mode)?;
+            let bootstrap_path = match config {
+                Bootstrap::Resources(res, mode) => {
+                    render(dir, node.clone(), admin_port, res, *mode)?
+                }
+                Bootstrap::Ads {
+                    addr,
+                    initial_fetch_timeout,
+                } => render_ads(
+                    dir,
+                    node.clone(),
+                    admin_port,
+                    *addr,
+                    initial_fetch_timeout.as_deref(),
+                )?,
+            };
             let cmd = EnvoyCommand {
                 config_path: bootstrap_path.clone(),
                 run_dir: dir.to_path_buf(),
                 log_path: log_path.to_path_buf(),
-                log_level: inp.pod.log_level.clone(),
-                component_log_level: inp.pod.component_log_level.clone(),
-                log_format: log_format(inp.scenario),
+                log_level: pod.log_level.clone(),
+                component_log_level: pod.component_log_level.clone(),
+                log_format: log_format(scenario),
                 service_node: node["id"].as_str().unwrap_or_default().to_owned(),
-                service_cluster: inp.pod.service_cluster(),
+                service_cluster: pod.service_cluster(),
                 concurrency: 1,
             };
             match EnvoyProcess::start(&cmd, timeout).await {
@@ -1019,7 +1140,7 @@ impl Sidecar {
                     };
                     return Err(e.context(format!(
                         "starting Envoy for pod {}/{}{hint}",
-                        inp.pod.namespace, inp.pod.name
+                        pod.namespace, pod.name
                     )));
                 }
             }

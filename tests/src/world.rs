@@ -10,14 +10,26 @@
 //!
 //! What is simulated how:
 //! * application pods: an [`AppServer`] per pod; injected ones (`injected: true, envoy: true`)
-//!   get a real Envoy configured by [`crate::sidecar`], node id
-//!   `sidecar~<podIP>~<pod>.<ns>~<ns>.svc.cluster.local` as pilot-agent sets it;
+//!   get a real Envoy, node id `sidecar~<podIP>~<pod>.<ns>~<ns>.svc.cluster.local` as
+//!   pilot-agent sets it, whose bootstrap has only admin, the Prometheus listener and
+//!   `xds-grpc`: clusters, listeners, routes and endpoints ([`crate::sidecar::resources`]) come
+//!   over real ADS from the istiod replica it is assigned to ([`crate::control_plane`]), so
+//!   config_dump shows dynamic resources as a real sidecar's ([`WorldOptions::xds_mode`]
+//!   [`XdsMode::Static`] puts them in the bootstrap instead: faster, no control plane);
 //!   `envoy: false` pods exist in the apiserver with an `istio-proxy` container but no process
 //!   (their admin port is not wired, so a port-forward to it fails like a dead pod's);
 //! * gateways (`role: gateway`): a real Envoy with node type `router` and the outbound clusters,
 //!   no listeners besides `0.0.0.0_15090`;
-//! * control plane pods (`role: control-plane`, e.g. `istio-pilot`/`istiod`): objects and
-//!   container logs only; the discovery log holds the JWKS fetch failures istiod would print;
+//! * istiod pods (`role: control-plane` with a `discovery` container, e.g. `istio-pilot` of
+//!   Maistra 1.x or `istiod`): an ADS server on pod ports 15010/15012, the istiod stand-in's
+//!   debug HTTP (`/debug/syncz`, `/debug/config_dump?proxyID=`) on 15014 (and 8080), ControlZ
+//!   on 9876, and the `discovery` log with what istiod logs (JWKS fetch failures in the
+//!   flavour's words); syncz mirrors the ADS server. istiod fetches jwksUris itself, trusting
+//!   `/cacerts/extra.pem` of its Deployment, and reacts to policy and Deployment changes in the
+//!   apiserver (see [`crate::control_plane`]). Scenario knobs: `replicas`, `down`, `revision`,
+//!   and on proxy workloads `istiod`, `nack`, `hold`;
+//! * a JWKS server ([`JwksServer`], HTTPS with a private CA istiod does not trust) when the
+//!   scenario has `jwks_server:`; issuers/jwksUris under its `origin` point at it;
 //! * outbound endpoints are the destination pods' real app addresses (127.0.0.1:port), so a
 //!   mesh call goes app → own sidecar (outbound) → destination app; the fake pod IPs (10.128.x.y)
 //!   appear in the apiserver objects and node metadata only.
@@ -35,8 +47,12 @@ use serde_json::{Value, json};
 
 use crate::apiserver::{ApiServer, ApiServerOptions, PodBackend};
 use crate::app::{AppServer, Upstream, rfc3339};
+use crate::control_plane::{ControlPlane, ControlPlaneConfig, Replica};
+use crate::istiod::Istiod;
+use crate::jwks_server::{JwksServer, JwksServerOptions};
 use crate::scenario::{PodPlan, ProxyKind, Role, Scenario, Topology, uid_for};
-use crate::sidecar::{self, ConfigInputs, EnvoyResources, Sidecar, XdsMode};
+use crate::sidecar::{Bootstrap, EnvoyResources, Sidecar, XdsMode};
+use crate::xds::{ProxyResources, XdsServer};
 
 /// istiod's JWKS resolver as the world sees it: `Ok(jwks)` or `Err(error text)`.
 pub type JwksResolver = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
@@ -44,13 +60,13 @@ pub type JwksResolver = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync
 /// Knobs for [`World::start_with`].
 pub struct WorldOptions {
     pub apiserver: ApiServerOptions,
-    /// How the sidecars get their resources (default: dynamic resources from files).
+    /// How the sidecars get their resources (default: over ADS from the world's istiod).
     pub xds_mode: XdsMode,
     /// Start real Envoys at all (false: every pod is `envoy: false`).
     pub envoys: bool,
     /// How long one Envoy may take to become ready.
     pub envoy_timeout: Duration,
-    /// Replaces "every jwksUri fetch fails".
+    /// Replaces istiod's HTTPS fetch of jwksUris (a failure is still logged by istiod).
     pub resolve_jwks: Option<JwksResolver>,
     /// Keep the temp dir after the world is gone (also with env `MESHSIM_KEEP=1`).
     pub keep_temp_dir: bool,
@@ -100,6 +116,8 @@ pub struct PodInfo {
     pub app_log: Option<PathBuf>,
     /// Every container's log file by container name.
     pub logs: BTreeMap<String, PathBuf>,
+    /// The istiod pod its proxy is connected to (None: static config, or no proxy).
+    pub istiod: Option<String>,
     /// The pod's directory (bootstrap `envoy-rev0.json`, `xds/` files).
     pub dir: PathBuf,
     pub envoy_pid: Option<u32>,
@@ -112,9 +130,10 @@ pub struct World {
     pods: Vec<PodInfo>,
     kubeconfig: PathBuf,
     xds_mode: XdsMode,
-    resolve_jwks: JwksResolver,
     sidecars: Vec<Sidecar>,
     apps: Vec<AppServer>,
+    control_plane: Option<ControlPlane>,
+    jwks: Option<JwksServer>,
     apiserver: Option<ApiServer>,
     runtime: Option<tokio::runtime::Runtime>,
     temp: Option<tempfile::TempDir>,
@@ -133,6 +152,7 @@ struct Parts {
     pods: Vec<PodInfo>,
     sidecars: Vec<Sidecar>,
     apps: Vec<AppServer>,
+    control_plane: ControlPlane,
     apiserver: ApiServer,
     kubeconfig: PathBuf,
 }
@@ -152,8 +172,29 @@ impl World {
         rt.block_on(World::start(scenario))
     }
 
-    pub async fn start_with(scenario: Scenario, opts: WorldOptions) -> Result<World> {
-        let topology = scenario.topology()?;
+    pub async fn start_with(mut scenario: Scenario, opts: WorldOptions) -> Result<World> {
+        let mut topology = scenario.topology()?;
+        if !opts.envoys {
+            for p in &mut topology.pods {
+                p.real_envoy = false;
+            }
+        }
+        let jwks = match &scenario.jwks_server {
+            Some(spec) => {
+                let server = JwksServer::start(JwksServerOptions {
+                    realm: spec.realm.clone(),
+                    ..JwksServerOptions::default()
+                })
+                .context("starting the JWKS server")?;
+                if let Some(origin) = &spec.origin {
+                    for o in &mut scenario.objects {
+                        replace_origin(o, origin, server.base_url());
+                    }
+                }
+                Some(server)
+            }
+            None => None,
+        };
         let temp = tempfile::Builder::new()
             .prefix(&format!("meshsim-{}-", scenario.name))
             .tempdir()?;
@@ -162,26 +203,12 @@ impl World {
             .thread_name("meshsim-world")
             .enable_all()
             .build()?;
-        let resolve_jwks: JwksResolver = opts.resolve_jwks.clone().unwrap_or_else(|| {
-            let err = scenario.istio.jwks_fetch_error.clone();
-            Arc::new(move |uri: &str| {
-                Err(err.clone().unwrap_or_else(|| {
-                    let host = uri
-                        .split("://")
-                        .nth(1)
-                        .and_then(|r| r.split(['/', ':']).next())
-                        .unwrap_or(uri);
-                    format!("Get {uri}: dial tcp: lookup {host}: no such host")
-                }))
-            })
-        });
         let (xds_mode, keep) = (opts.xds_mode, opts.keep_temp_dir);
         let build = {
             let scenario = scenario.clone();
             let topology = topology.clone();
             let root = temp.path().to_path_buf();
-            let resolve = resolve_jwks.clone();
-            runtime.spawn(async move { build(scenario, topology, root, opts, resolve).await })
+            runtime.spawn(async move { build(scenario, topology, root, opts).await })
         };
         let parts = match build.await {
             Ok(Ok(p)) => p,
@@ -206,9 +233,10 @@ impl World {
             pods: parts.pods,
             kubeconfig: parts.kubeconfig,
             xds_mode,
-            resolve_jwks,
             sidecars: parts.sidecars,
             apps: parts.apps,
+            control_plane: Some(parts.control_plane),
+            jwks,
             apiserver: Some(parts.apiserver),
             runtime: Some(runtime),
             temp,
@@ -282,28 +310,116 @@ impl World {
             .clone()
     }
 
-    /// The xDS resources the world generated for a pod: what an ADS server should serve it.
+    /// The xDS resources the control plane last generated for a pod with a real Envoy (exact
+    /// name or prefix): what its istiod wants it to have.
     pub fn envoy_resources(&self, namespace: &str, pod: &str) -> Result<EnvoyResources> {
-        let plan = self
-            .topology
-            .pods
-            .iter()
-            .find(|p| p.namespace == namespace && p.name == pod)
-            .with_context(|| format!("no pod {namespace}/{pod}"))?;
-        let apps: HashMap<(String, String), SocketAddr> = self
-            .pods
-            .iter()
-            .filter_map(|p| p.app.map(|a| ((p.namespace.clone(), p.name.clone()), a)))
-            .collect();
-        let app_addr = |p: &PodPlan| apps.get(&(p.namespace.clone(), p.name.clone())).copied();
-        let resolve = |uri: &str| (self.resolve_jwks)(uri);
-        sidecar::resources(&ConfigInputs {
-            scenario: &self.scenario,
-            topology: &self.topology,
-            pod: plan,
-            app_addr: &app_addr,
-            resolve_jwks: &resolve,
-        })
+        let name = self.pod_name(namespace, pod)?;
+        self.control_plane()
+            .generated(namespace, &name)
+            .with_context(|| format!("no proxy with a real Envoy {namespace}/{pod}"))
+    }
+
+    /// The control plane: every istiod replica, assignment, istiod's view, regeneration.
+    pub fn control_plane(&self) -> &ControlPlane {
+        self.control_plane
+            .as_ref()
+            .expect("the control plane lives as long as the world")
+    }
+
+    /// The istiod replica of a pod: the istiod pod itself, or the one a proxy pod is connected
+    /// to. `pod` is an exact name or a prefix (see [`World::pod`]).
+    pub fn replica_for(&self, namespace: &str, pod: &str) -> Option<&Replica> {
+        let name = self.pod(namespace, pod)?.name;
+        self.control_plane().replica_of(namespace, &name)
+    }
+
+    /// The ADS server of an istiod pod, or of the istiod a proxy pod is connected to: tests use
+    /// its knobs (`push_invalid`, `clear_invalid`, `hold_type`, `disconnect`, `wait_for`).
+    pub fn xds_for(&self, namespace: &str, pod: &str) -> Option<&XdsServer> {
+        self.replica_for(namespace, pod).and_then(Replica::xds)
+    }
+
+    /// The istiod stand-in (debug HTTP, ControlZ, log) of an istiod pod or of a proxy's istiod.
+    pub fn istiod_for(&self, namespace: &str, pod: &str) -> Option<&Istiod> {
+        self.replica_for(namespace, pod).and_then(Replica::istiod)
+    }
+
+    /// The Envoy node id of a proxy pod (`sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local`).
+    pub fn node_id(&self, namespace: &str, pod: &str) -> Option<String> {
+        self.pod(namespace, pod)?.node_id
+    }
+
+    /// Makes istiod's view of a proxy (`/debug/config_dump?proxyID=`) `res` without pushing it,
+    /// so istiod and the Envoy disagree.
+    pub fn set_istiod_view(&self, namespace: &str, pod: &str, res: ProxyResources) -> Result<()> {
+        let name = self.pod_name(namespace, pod)?;
+        self.control_plane().set_istiod_view(namespace, &name, res)
+    }
+
+    /// Undoes [`World::set_istiod_view`].
+    pub fn clear_istiod_view(&self, namespace: &str, pod: &str) -> Result<()> {
+        let name = self.pod_name(namespace, pod)?;
+        self.control_plane().clear_istiod_view(namespace, &name)
+    }
+
+    fn pod_name(&self, namespace: &str, pod: &str) -> Result<String> {
+        self.pod(namespace, pod)
+            .map(|p| p.name)
+            .with_context(|| format!("no pod {namespace}/{pod}*"))
+    }
+
+    /// The world's JWKS server (scenario `jwks_server:`): mint tokens, rotate keys, faults.
+    pub fn jwks(&self) -> Option<&JwksServer> {
+        self.jwks.as_ref()
+    }
+
+    /// Waits until every proxy connected to an istiod has settled (SYNCED, or NOT SENT / NACKed
+    /// as its knobs say) and the stand-ins' syncz shows it. [`World::start`] already did once.
+    pub async fn wait_synced(&self, timeout: Duration) -> Result<()> {
+        let cp = self.control_plane().clone();
+        self.handle()
+            .spawn(async move { cp.wait_settled(timeout).await })
+            .await?
+    }
+
+    /// Regenerates every proxy's config from the Istio objects in the apiserver and pushes what
+    /// changed (the control plane does this by itself on every change; this waits for it).
+    pub async fn regenerate(&self) -> Result<()> {
+        let cp = self.control_plane().clone();
+        self.handle()
+            .spawn(async move { cp.regenerate().await })
+            .await?
+    }
+
+    /// istiod forgets the JWKS it fetched (as its periodic refresh), fetches again, pushes.
+    pub async fn refresh_jwks(&self) -> Result<()> {
+        let cp = self.control_plane().clone();
+        self.handle()
+            .spawn(async move { cp.refresh_jwks().await })
+            .await?
+    }
+
+    /// `GET path` through a pod's sidecar inbound listener (so Envoy's JWT and RBAC filters
+    /// apply), with `Authorization: Bearer <token>` if given: (status, body).
+    pub async fn request(
+        &self,
+        namespace: &str,
+        pod: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> Result<(u16, String)> {
+        let p = self
+            .pod(namespace, pod)
+            .with_context(|| format!("no pod {namespace}/{pod}*"))?;
+        let inbound = p
+            .inbound
+            .with_context(|| format!("pod {namespace}/{} has no inbound listener", p.name))?;
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        crate::envoy::http_request(inbound, "GET", path, &headers, None).await
     }
 
     /// How the sidecars were configured.
@@ -323,14 +439,20 @@ impl World {
         self.sidecars.clear();
         self.apps.clear();
         if let Some(rt) = self.runtime.take() {
-            // Drop the apiserver inside its runtime's context, then stop the runtime without
-            // blocking (this may run inside another runtime).
+            // Drop the control plane and the apiserver inside their runtime's context, then stop
+            // the runtime without blocking (this may run inside another runtime).
+            let cp = self.control_plane.take();
             let api = self.apiserver.take();
             let guard = rt.enter();
+            if let Some(cp) = &cp {
+                cp.stop();
+            }
+            drop(cp);
             drop(api);
             drop(guard);
             rt.shutdown_background();
         }
+        self.jwks = None;
         self.temp = None;
     }
 }
@@ -346,7 +468,6 @@ async fn build(
     topology: Topology,
     root: PathBuf,
     opts: WorldOptions,
-    resolve: JwksResolver,
 ) -> Result<Parts> {
     let apiserver = ApiServer::start(opts.apiserver)
         .await
@@ -379,12 +500,15 @@ async fn build(
             }
             Role::Gateway => {}
             Role::ControlPlane => {
-                for c in &scenario.workloads[p.workload].containers {
+                // a running istiod's `discovery` log is the stand-in's (added below)
+                let w = &scenario.workloads[p.workload];
+                let running_istiod = scenario.is_istiod(p.workload) && !w.down.is_down(p.replica);
+                for c in &w.containers {
+                    if running_istiod && c.name == crate::istiod::CONTAINER {
+                        continue;
+                    }
                     let log = dir.join(format!("{}.log", c.name));
-                    std::fs::write(
-                        &log,
-                        control_plane_log(&scenario, &topology, &c.name, &created, &resolve),
-                    )?;
+                    std::fs::write(&log, control_plane_log(&scenario, &c.name, &created))?;
                     pod_logs.insert(c.name.clone(), log);
                 }
             }
@@ -419,30 +543,52 @@ async fn build(
             .with_context(|| format!("storing {what}"))?;
     }
 
-    // 3. Envoys, a few at a time
-    let app_addr = |p: &PodPlan| {
-        app_addrs
-            .get(&(p.namespace.clone(), p.name.clone()))
-            .copied()
-    };
-    let resolve_ref = |uri: &str| resolve(uri);
+    // 3. the control plane: istiod replicas, the proxies' config (JWKS fetched by istiod)
+    let control_plane = ControlPlane::start(ControlPlaneConfig {
+        scenario: scenario.clone(),
+        topology: topology.clone(),
+        app_addrs: app_addrs.clone(),
+        store: store.clone(),
+        root: root.clone(),
+        mode: opts.xds_mode,
+        resolve_override: opts.resolve_jwks.clone(),
+    })
+    .await
+    .context("starting the control plane")?;
+
+    // 4. Envoys, a few at a time
     let (xds_mode, envoy_timeout) = (opts.xds_mode, opts.envoy_timeout);
     let mut starts = Vec::new();
     for p in &topology.pods {
-        if !(p.real_envoy && opts.envoys) {
+        if !p.real_envoy {
             continue;
         }
-        let inputs = ConfigInputs {
-            scenario: &scenario,
-            topology: &topology,
-            pod: p,
-            app_addr: &app_addr,
-            resolve_jwks: &resolve_ref,
-        };
         let dir = pod_dir(&root, p);
         let log = dir.join("istio-proxy.log");
+        let ads = control_plane
+            .replica_of(&p.namespace, &p.name)
+            .and_then(Replica::xds)
+            .filter(|_| xds_mode == XdsMode::Ads)
+            .map(XdsServer::addr);
+        let holds = &scenario.workloads[p.workload].hold;
+        let res = control_plane
+            .generated(&p.namespace, &p.name)
+            .with_context(|| format!("no config generated for {}/{}", p.namespace, p.name))?;
+        let (scenario, topology) = (&scenario, &topology);
         starts.push(async move {
-            let sc = Sidecar::start(&dir, &inputs, xds_mode, &log, envoy_timeout).await;
+            let _ = topology;
+            let config = match ads {
+                Some(addr) => Bootstrap::Ads {
+                    addr,
+                    initial_fetch_timeout: holds
+                        .iter()
+                        .any(|t| t == "CDS" || t == "LDS")
+                        .then(|| "1s".to_owned()),
+                },
+                None if xds_mode == XdsMode::Files => Bootstrap::Resources(&res, XdsMode::Files),
+                None => Bootstrap::Resources(&res, XdsMode::Static),
+            };
+            let sc = Sidecar::start_with(&dir, scenario, p, &config, &log, envoy_timeout).await;
             ((p.namespace.clone(), p.name.clone()), sc)
         });
     }
@@ -465,8 +611,12 @@ async fn build(
     if let Some(e) = first_err {
         return Err(e);
     }
+    control_plane
+        .wait_settled(envoy_timeout)
+        .await
+        .context("waiting for the proxies to sync with istiod")?;
 
-    // 4. upstream routes of the apps, pod backends, PodInfos
+    // 5. upstream routes of the apps, pod backends, PodInfos
     let mut pods = Vec::new();
     for p in &topology.pods {
         let key = (p.namespace.clone(), p.name.clone());
@@ -502,7 +652,16 @@ async fn build(
                 }
             }
         }
-        let pod_logs = logs.remove(&key).unwrap_or_default();
+        let mut pod_logs = logs.remove(&key).unwrap_or_default();
+        let replica = control_plane.replica_of(&p.namespace, &p.name);
+        if p.role == Role::ControlPlane
+            && let Some(r) = replica
+        {
+            backend.ports.extend(r.ports());
+            if let Some(log) = r.log_path() {
+                pod_logs.insert(crate::istiod::CONTAINER.to_owned(), log);
+            }
+        }
         backend.logs = pod_logs
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -527,6 +686,10 @@ async fn build(
                 .filter(|_| p.role == Role::App)
                 .cloned(),
             logs: pod_logs,
+            istiod: replica
+                .filter(|_| p.role != Role::ControlPlane && sc.is_some())
+                .filter(|r| xds_mode == XdsMode::Ads && !r.is_down())
+                .map(|r| r.pod().to_owned()),
             dir: pod_dir(&root, p),
             envoy_pid: sc.map(|s| s.process.envoy_pid()),
         });
@@ -539,6 +702,7 @@ async fn build(
         pods,
         sidecars,
         apps,
+        control_plane,
         apiserver,
         kubeconfig,
     })
@@ -573,56 +737,33 @@ fn direct_endpoint(
         .find_map(|p| apps.get(&(p.namespace.clone(), p.name.clone())).copied())
 }
 
-/// The first lines of a control-plane container's log; for the discovery container, the
-/// JWKS fetch failures istiod would have logged for the scenario's policies.
-fn control_plane_log(
-    scenario: &Scenario,
-    topology: &Topology,
-    container: &str,
-    created: &str,
-    resolve: &JwksResolver,
-) -> String {
+/// The first lines of a control-plane container's log file (a running istiod's `discovery`
+/// log is the stand-in's own, see [`crate::istiod`]).
+fn control_plane_log(scenario: &Scenario, container: &str, created: &str) -> String {
     let ts = created.replace('Z', ".000000Z");
-    let mut out = String::new();
     if container != "discovery" {
-        return out;
+        return String::new();
     }
-    out.push_str(&format!(
+    format!(
         "{ts}\tinfo\tmeshsim: simulated {} discovery, version {}\n",
         scenario.istio.flavour, scenario.istio.version
-    ));
-    let (_, minor, patch) = scenario.istio_version().unwrap_or((1, 30, 0));
-    let mut seen = std::collections::BTreeSet::new();
-    for pod in &topology.pods {
-        for rule in sidecar::jwt_rules(scenario, topology, pod) {
-            let (_, err) = sidecar::inline_jwks(scenario, &rule, &|u| resolve(u));
-            let Some(err) = err else { continue };
-            let uri = rule.jwks_uri.clone().unwrap_or_default();
-            if !seen.insert(uri.clone()) {
-                continue;
-            }
-            let issuer = &rule.issuer;
-            if minor < 27 {
-                out.push_str(&format!(
-                    "{ts}\terror\tmodel\tFailed to fetch public key from {uri:?}: {err}\n"
-                ));
-            } else {
-                out.push_str(&format!(
-                    "{ts}\terror\tmodel\tFailed to fetch public key from jwks URI {uri:?}: {err}\n"
-                ));
-            }
-            match minor {
-                0..12 => out.push_str(&format!("{ts}\terror\tFailed to fetch jwt public key from {uri:?}: {err}\n")),
-                12..15 => out.push_str(&format!("{ts}\terror\tFailed to fetch jwt public key from issuer {issuer:?}, jwks uri {uri:?}: {err}\n")),
-                15..27 => out.push_str(&format!("{ts}\tinfo\tThe JWKS key is not yet fetched for issuer {issuer} ({uri}), using a fake JWKS for now\n")),
-                _ if minor > 29 || (minor == 29 && patch >= 1) => out.push_str(&format!(
-                    "{ts}\twarn\tJWKS fetch failed for issuer {issuer} ({uri}), using public-only JWKS with discarded private key - JWT requests will be rejected\n"
-                )),
-                _ => {}
+    )
+}
+
+/// Replaces `origin` at the start of every string in `v` by `by`.
+fn replace_origin(v: &mut Value, origin: &str, by: &str) {
+    match v {
+        Value::String(s) => {
+            if let Some(rest) = s.strip_prefix(origin)
+                && (rest.is_empty() || rest.starts_with('/') || origin.ends_with('/'))
+            {
+                *s = format!("{by}{rest}");
             }
         }
+        Value::Array(a) => a.iter_mut().for_each(|x| replace_origin(x, origin, by)),
+        Value::Object(o) => o.values_mut().for_each(|x| replace_origin(x, origin, by)),
+        _ => {}
     }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1079,12 +1220,12 @@ mod tests {
     }
 
     #[test]
-    fn pilot_log_has_the_fetch_failure() {
-        let s = Scenario::load("seed").unwrap();
-        let t = s.topology().unwrap();
-        let resolve: JwksResolver =
-            Arc::new(|_| Err("x509: certificate signed by unknown authority".into()));
-        let log = control_plane_log(&s, &t, "discovery", "2026-01-01T00:00:00Z", &resolve);
-        assert!(log.contains("error\tmodel\tFailed to fetch public key from \"https://keycloak-olaf-sso.apps.example.com/auth/realms/olaf/protocol/openid-connect/certs\": x509: certificate signed by unknown authority"), "{log}");
+    fn origins_are_replaced_in_strings() {
+        let mut v = json!({"a": ["https://sso.example.com/realms/x", "https://sso.example.com.evil/"], "b": {"c": "https://other"}});
+        replace_origin(&mut v, "https://sso.example.com/", "https://localhost:1/");
+        assert_eq!(
+            v,
+            json!({"a": ["https://localhost:1/realms/x", "https://sso.example.com.evil/"], "b": {"c": "https://other"}})
+        );
     }
 }

@@ -103,7 +103,14 @@ mod help {
     #[test]
     fn view_help_lists_its_filters() {
         let r = run_ok(&["endpoints", "--help"]);
-        for flag in ["--cluster", "--address", "--port", "--status", "--admin-url", "-f, --file"] {
+        for flag in [
+            "--cluster",
+            "--address",
+            "--port",
+            "--status",
+            "--admin-url",
+            "-f, --file",
+        ] {
             assert!(r.stdout.contains(flag), "{flag}: {r:?}");
         }
     }
@@ -122,7 +129,10 @@ mod usage {
         let r = run(args);
         assert_eq!(r.code, 2, "{args:?}: {r:?}");
         assert!(r.stdout.is_empty(), "{r:?}");
-        assert!(r.stderr.contains(needle), "{args:?}: want {needle:?}: {r:?}");
+        assert!(
+            r.stderr.contains(needle),
+            "{args:?}: want {needle:?}: {r:?}"
+        );
     }
 
     #[test]
@@ -146,15 +156,25 @@ mod usage {
             "give one source",
         );
         usage_error(&["dashboard", "-f", f], "dashboard needs a running proxy");
-        usage_error(&["-f", f, "--output-dir", "x"], "--output-dir writes one file per pod");
-        usage_error(&["stats", "-f", f, "--filter", "("], "invalid regular expression");
+        usage_error(
+            &["-f", f, "--output-dir", "x"],
+            "--output-dir writes one file per pod",
+        );
+        usage_error(
+            &["stats", "-f", f, "--filter", "("],
+            "invalid regular expression",
+        );
     }
 
     #[test]
     fn unreachable_admin_url_exits_2_with_a_hint() {
         let r = run(&["clusters", "--admin-url", "http://127.0.0.1:1"]);
         assert_eq!(r.code, 2, "{r:?}");
-        assert!(r.stderr.contains("cannot connect to Envoy admin at http://127.0.0.1:1"), "{r:?}");
+        assert!(
+            r.stderr
+                .contains("cannot connect to Envoy admin at http://127.0.0.1:1"),
+            "{r:?}"
+        );
         assert!(r.stderr.contains("hint:"), "{r:?}");
         let r = run(&["clusters", "--admin-url", "https://x"]);
         assert_eq!(r.code, 2, "{r:?}");
@@ -192,11 +212,24 @@ mod files {
         // serde stops at the value of the wrong type: the byte offset points there.
         let value = text.find("{\"a\": 1}").unwrap();
         assert!(
-            r.stderr.contains("type.googleapis.com/envoy.admin.v3.ClustersConfigDump is not valid"),
+            r.stderr
+                .contains("type.googleapis.com/envoy.admin.v3.ClustersConfigDump is not valid"),
             "{r:?}"
         );
-        let at: usize = r.stderr.split("byte ").nth(1).unwrap().split(')').next().unwrap().parse().unwrap();
-        assert!((value - 1..value + 8).contains(&at), "byte {at} is not at the value ({value}): {r:?}");
+        let at: usize = r
+            .stderr
+            .split("byte ")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (value - 1..value + 8).contains(&at),
+            "byte {at} is not at the value ({value}): {r:?}"
+        );
         std::fs::write(&bad, b"\xff\xfe").unwrap();
         let r = run(&["routes", "-f", bad.to_str().unwrap()]);
         assert_eq!(r.code, 2, "{r:?}");
@@ -225,7 +258,13 @@ mod files {
     #[test]
     fn clusters_routes_secrets_endpoints_like_istioctl() {
         let f = istio("legacy-2020/pc-configdump/configdump.json");
-        let r = run_ok(&["clusters", "-f", f.to_str().unwrap(), "--fqdn", "istio-policy"]);
+        let r = run_ok(&[
+            "clusters",
+            "-f",
+            f.to_str().unwrap(),
+            "--fqdn",
+            "istio-policy",
+        ]);
         insta::assert_snapshot!(r.stdout, @r"
         SERVICE FQDN                                  PORT    SUBSET   DIRECTION   TYPE   DESTINATION RULE
         istio-policy.istio-system.svc.cluster.local   15004   -        outbound    EDS
@@ -239,9 +278,18 @@ mod files {
         let f = istio("current/pc-secret/istio/config_dump.json");
         let r = run_ok(&["secrets", "-f", f.to_str().unwrap()]);
         assert!(r.stdout.starts_with("RESOURCE NAME"), "{r:?}");
-        assert!(r.stdout.contains("0193a543fe2b0d9cd4847675394dfc54"), "{r:?}");
+        assert!(
+            r.stdout.contains("0193a543fe2b0d9cd4847675394dfc54"),
+            "{r:?}"
+        );
         let f = istio("legacy-2020/pc-endpoint-clusters/clusters.json");
-        let r = run_ok(&["endpoints", "-f", f.to_str().unwrap(), "--status", "unhealthy"]);
+        let r = run_ok(&[
+            "endpoints",
+            "-f",
+            f.to_str().unwrap(),
+            "--status",
+            "unhealthy",
+        ]);
         insta::assert_snapshot!(r.stdout, @r"
         ENDPOINT            STATUS      OUTLIER CHECK   CLUSTER
         172.17.0.14:15014   UNHEALTHY   OK              outbound|15014||istio-policy.istio-system.svc.cluster.local
@@ -254,26 +302,50 @@ mod files {
             "legacy-istio1.3-1.4-real-dumps/productpage-v1-c7765c886-v99jb.ORIGINAL-v2alpha.json",
         );
         let f = f.to_str().unwrap();
-        let r = run_ok(&["listeners", "-f", f, "--port", "9080", "--address", "172.30.144.174"]);
+        let r = run_ok(&[
+            "listeners",
+            "-f",
+            f,
+            "--port",
+            "9080",
+            "--address",
+            "172.30.144.174",
+        ]);
         insta::assert_snapshot!(r.stdout, @r"
         ADDRESSES        PORT   MATCH   DESTINATION
         172.30.144.174   9080   ALL     Cluster: inbound|9080|http|productpage.default.svc.cluster.local
         ");
         let r = run_ok(&["bootstrap", "-f", f]);
-        assert!(r.stdout.contains("Istio Version         1.4-alpha.945b2e081e817e63fab6c1112c55d585073b0b7a"), "{r:?}");
-        assert!(r.stdout.contains("Envoy Version         1.12.0-dev/Clean/RELEASE/BoringSSL"), "{r:?}");
+        assert!(
+            r.stdout.contains(
+                "Istio Version         1.4-alpha.945b2e081e817e63fab6c1112c55d585073b0b7a"
+            ),
+            "{r:?}"
+        );
+        assert!(
+            r.stdout
+                .contains("Envoy Version         1.12.0-dev/Clean/RELEASE/BoringSSL"),
+            "{r:?}"
+        );
         let r = run_ok(&["secrets", "-f", f]);
         assert_eq!(r.stdout, "");
         assert_eq!(r.stderr, "No active or warming secrets found.\n");
         let r = run_ok(&["jwt", "-f", f]);
-        assert!(r.stdout.is_empty() && r.stderr.contains("No JWT providers found."), "{r:?}");
+        assert!(
+            r.stdout.is_empty() && r.stderr.contains("No JWT providers found."),
+            "{r:?}"
+        );
         let r = run_ok(&["rbac", "-f", f]);
         assert!(r.stderr.contains("No RBAC policies found."), "{r:?}");
         let r = run_ok(&["all", "-f", f]);
         assert!(r.stdout.contains("\n\nSERVICE FQDN"), "{r:?}");
         assert!(r.stdout.contains("\n\nADDRESSES"), "{r:?}");
         assert!(r.stdout.contains("\n\nNAME "), "{r:?}");
-        assert!(r.stderr.contains("note: a config_dump file has no endpoint health"), "{r:?}");
+        assert!(
+            r.stderr
+                .contains("note: a config_dump file has no endpoint health"),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -283,7 +355,8 @@ mod files {
         let r = run_ok(&["jwt", "-f", d]);
         assert!(r.stdout.contains("k1 (RS256, RSA, 2048)"), "{r:?}");
         assert!(
-            r.stderr.contains("warning: virtualInbound/0.0.0.0_9080 provider origins-1")
+            r.stderr
+                .contains("warning: virtualInbound/0.0.0.0_9080 provider origins-1")
                 && r.stderr.contains(
                     "https://keycloak.example.com/realms/olaf/protocol/openid-connect/certs"
                 )
@@ -291,10 +364,26 @@ mod files {
             "{r:?}"
         );
         let r = run_ok(&["rbac", "-f", d, "-o", "wide"]);
-        assert!(r.stdout.contains("ns[default]-policy[deny-ssh]-rule[0]"), "{r:?}");
-        assert!(r.stdout.lines().next().unwrap().ends_with("SHADOW   FILTER"), "{r:?}");
+        assert!(
+            r.stdout.contains("ns[default]-policy[deny-ssh]-rule[0]"),
+            "{r:?}"
+        );
+        assert!(
+            r.stdout
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with("SHADOW   FILTER"),
+            "{r:?}"
+        );
         let s = capture("stats.txt");
-        let r = run_ok(&["stats", "-f", s.to_str().unwrap(), "--filter", "rbac.*denied"]);
+        let r = run_ok(&[
+            "stats",
+            "-f",
+            s.to_str().unwrap(),
+            "--filter",
+            "rbac.*denied",
+        ]);
         insta::assert_snapshot!(r.stdout, @r"
         NAME                                           VALUE
         http.inbound_0.0.0.0_9080.rbac.denied          0
@@ -304,7 +393,11 @@ mod files {
         ");
         let c = capture("clusters.json");
         let r = run_ok(&["endpoints", "-f", c.to_str().unwrap(), "--port", "19081"]);
-        assert!(r.stdout.contains("outbound|9080|v1|reviews.default.svc.cluster.local"), "{r:?}");
+        assert!(
+            r.stdout
+                .contains("outbound|9080|v1|reviews.default.svc.cluster.local"),
+            "{r:?}"
+        );
     }
 }
 
@@ -321,7 +414,10 @@ mod formats {
         assert_eq!(v["items"][0]["virtualService"], "httpbin.default");
         assert_eq!(v["items"][0]["domains"][0], "httpbin.example.com");
         let y = run_ok(&["routes", "-f", f, "-o", "yaml"]).stdout;
-        assert!(y.starts_with("apiVersion: meshdebug.io/v1\nkind: RouteList\nitems:\n"), "{y}");
+        assert!(
+            y.starts_with("apiVersion: meshdebug.io/v1\nkind: RouteList\nitems:\n"),
+            "{y}"
+        );
         let w = run_ok(&["routes", "-f", f, "-o", "wide"]).stdout;
         assert!(w.starts_with("NAME "), "{w}");
         let empty = json(&run_ok(&[
@@ -348,8 +444,17 @@ mod formats {
             assert_eq!(v["apiVersion"], "meshdebug.io/v1", "{view}");
         }
         let v = json(&run_ok(&["bootstrap", "-f", d, "-o", "json"]));
-        assert_eq!(v["@type"], "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump");
-        let v = json(&run_ok(&["stats", "-f", capture("stats.txt").to_str().unwrap(), "-o", "json"]));
+        assert_eq!(
+            v["@type"],
+            "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump"
+        );
+        let v = json(&run_ok(&[
+            "stats",
+            "-f",
+            capture("stats.txt").to_str().unwrap(),
+            "-o",
+            "json",
+        ]));
         assert_eq!(v["kind"], "StatList");
         assert_eq!(v["items"][0]["value"], 5);
         let v = json(&run_ok(&[
@@ -370,8 +475,7 @@ mod formats {
         )
         .unwrap();
         // A dump that still holds a private key (hand-made or from a tool that did not redact).
-        v["configs"][0]["dynamic_active_secrets"][0]["secret"]["tls_certificate"]["private_key"] =
-            serde_json::json!({"inline_string": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----"});
+        v["configs"][0]["dynamic_active_secrets"][0]["secret"]["tls_certificate"]["private_key"] = serde_json::json!({"inline_string": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----"});
         let f = dir.path().join("leaky.json");
         std::fs::write(&f, serde_json::to_vec(&v).unwrap()).unwrap();
         let f = f.to_str().unwrap();
@@ -429,16 +533,19 @@ impl Envoy {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(a) = std::fs::read_to_string(&address_file) {
-                if !a.trim().is_empty() {
-                    envoy.admin = format!("http://{}", a.trim());
-                    break;
-                }
+            if let Ok(a) = std::fs::read_to_string(&address_file)
+                && !a.trim().is_empty()
+            {
+                envoy.admin = format!("http://{}", a.trim());
+                break;
             }
             if let Some(status) = envoy.child.try_wait().unwrap() {
                 panic!("Envoy exited early: {status}");
             }
-            assert!(Instant::now() < deadline, "Envoy did not write its admin address");
+            assert!(
+                Instant::now() < deadline,
+                "Envoy did not write its admin address"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         envoy
@@ -465,7 +572,11 @@ impl Envoy {
         loop {
             let eol = body.windows(2).position(|w| w == b"\r\n").unwrap();
             let size = usize::from_str_radix(
-                String::from_utf8_lossy(&body[..eol]).split(';').next().unwrap().trim(),
+                String::from_utf8_lossy(&body[..eol])
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .trim(),
                 16,
             )
             .unwrap();
@@ -521,8 +632,7 @@ static_resources:
         let r = run_ok(&["--admin-url", &envoy.admin, "--resource", "static_clusters"]);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
         assert_eq!(
-            v["configs"][0]["cluster"]["name"],
-            "outbound|8080|v2|static.example.svc.cluster.local",
+            v["configs"][0]["cluster"]["name"], "outbound|8080|v2|static.example.svc.cluster.local",
             "{r:?}"
         );
         let r = run_ok(&["--admin-url", &envoy.admin, "-o", "yaml"]);
@@ -549,8 +659,18 @@ static_resources:
         assert!(r.stdout.contains("127.0.0.1:18080"), "{r:?}");
         let r = run_ok(&["bootstrap", "--admin-url", admin]);
         assert!(r.stdout.contains("Istio Version         1.99.0"), "{r:?}");
-        assert!(r.stdout.contains("Envoy Version         1.40.0/Clean/RELEASE/BoringSSL"), "{r:?}");
-        let r = run_ok(&["stats", "--admin-url", admin, "--filter", r"^cluster_manager\.cluster_added$"]);
+        assert!(
+            r.stdout
+                .contains("Envoy Version         1.40.0/Clean/RELEASE/BoringSSL"),
+            "{r:?}"
+        );
+        let r = run_ok(&[
+            "stats",
+            "--admin-url",
+            admin,
+            "--filter",
+            r"^cluster_manager\.cluster_added$",
+        ]);
         insta::assert_snapshot!(r.stdout, @r"
         NAME                            VALUE
         cluster_manager.cluster_added   1
@@ -570,7 +690,11 @@ static_resources:
         let envoy = Envoy::start(&text);
         let r = run_ok(&["jwt", "--admin-url", &envoy.admin]);
         assert!(r.stdout.contains("origins-1"), "{r:?}");
-        assert!(r.stderr.contains("pushed its placeholder key (Istio 1.15–1.20)"), "{r:?}");
+        assert!(
+            r.stderr
+                .contains("pushed its placeholder key (Istio 1.15–1.20)"),
+            "{r:?}"
+        );
         let r = run_ok(&["rbac", "--admin-url", &envoy.admin, "-o", "json"]);
         assert_eq!(json(&r)["items"].as_array().unwrap().len(), 3, "{r:?}");
     }

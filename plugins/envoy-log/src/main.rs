@@ -188,6 +188,10 @@ impl Args {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    if let Some(code) = meshdebug::complete::intercept(meshdebug::complete::Plugin::EnvoyLog).await
+    {
+        return code;
+    }
     let args = Args::parse();
     meshdebug::logging::init(args.output.verbose);
     let mode = match args.mode() {

@@ -229,7 +229,7 @@ struct AddCaArgs {
     /// The CA certificate(s), PEM
     #[arg(long, value_name = "FILE")]
     cert: Option<PathBuf>,
-    /// Capture the chain the server presents: https://HOST[:PORT]
+    /// Capture the chain the server presents: https://HOST or https://HOST:PORT
     #[arg(long, value_name = "URL")]
     from_url: Option<String>,
     /// The istiod Deployment, when there are several (revisions)
@@ -259,7 +259,7 @@ struct RemoveCaArgs {
     yes: bool,
 }
 
-#[derive(Debug, ClapArgs)]
+#[derive(ClapArgs)]
 struct TokenArgs {
     /// The JWT ('-' = read it from stdin)
     #[arg(value_name = "TOKEN")]
@@ -269,6 +269,17 @@ struct TokenArgs {
     pod: Option<String>,
     #[command(flatten)]
     input: InputArgs,
+}
+
+impl std::fmt::Debug for TokenArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A bearer token is a credential: never in debug output.
+        f.debug_struct("TokenArgs")
+            .field("token", &"<redacted>")
+            .field("pod", &self.pod)
+            .field("input", &self.input)
+            .finish()
+    }
 }
 
 impl Args {
@@ -305,6 +316,10 @@ fn now() -> i64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    if let Some(code) = meshdebug::complete::intercept(meshdebug::complete::Plugin::JwksTrust).await
+    {
+        return code;
+    }
     let args = Args::parse();
     meshdebug::logging::init(args.output.verbose);
     meshdebug::exit::report(run(args).await)
@@ -439,6 +454,15 @@ mod tests {
         let Cmd::Inline(i) = &a.cmd else { panic!() };
         assert!(i.dry_run);
         assert_eq!(i.ca.ca_file, vec![PathBuf::from("a.pem")]);
+    }
+
+    #[test]
+    fn the_token_is_never_in_debug_output() {
+        let a =
+            Args::try_parse_from(["x", "token", "eyJhbGciOi.secret.sig", "--pod", "p"]).unwrap();
+        let dbg = format!("{a:?}");
+        assert!(!dbg.contains("secret"), "{dbg}");
+        assert!(dbg.contains("<redacted>"));
     }
 
     #[test]

@@ -177,9 +177,7 @@ mod fetch {
         use base64::Engine as _;
         let s = server();
         let t = with_ca(&s);
-        let token = s
-            .token("alice", "web", 1_700_000_000, Duration::from_secs(60))
-            .unwrap();
+        let token = s.token("alice", "web", 1_700_000_000, Duration::from_secs(60));
         let before = fetch_jwks(&s.jwks_uri(), &t, opts()).await.unwrap();
         let jwk = serde_json::to_value(&before.jwks().unwrap().keys[0]).unwrap();
         // The ES256 signature verifies with the served public key.
@@ -198,7 +196,7 @@ mod fetch {
         assert_eq!(decoded.header.kid.as_deref(), Some("olaf-key-1"));
         assert_eq!(decoded.claims.iss.as_deref(), Some(s.issuer().as_str()));
 
-        assert_eq!(s.rotate().unwrap(), "olaf-key-2");
+        assert_eq!(s.rotate(), "olaf-key-2");
         let after = fetch_jwks(&s.jwks_uri(), &t, opts()).await.unwrap();
         let cmp =
             meshdebug::jwks::trust::compare_keys(before.jwks().unwrap(), after.jwks().unwrap());
@@ -685,9 +683,7 @@ mod envoy {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let s = JwksServer::start(JwksServerOptions::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let token = s
-            .token("alice", "web", now(), Duration::from_secs(3600))
-            .unwrap();
+        let token = s.token("alice", "web", now(), Duration::from_secs(3600));
 
         // 1. istiod failed to fetch: the sidecar holds the FakeJwks placeholder.
         let providers = serde_json::json!({"origins-0": {"issuer": s.issuer(), "local_jwks": {"inline_string": FAKE_JWKS}}});
@@ -716,10 +712,8 @@ mod envoy {
             .unwrap();
         assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
         assert!(r.stdout.contains("ACCEPTED"));
-        s.rotate().unwrap();
-        let rotated = s
-            .token("alice", "web", now(), Duration::from_secs(3600))
-            .unwrap();
+        s.rotate();
+        let rotated = s.token("alice", "web", now(), Duration::from_secs(3600));
         let r = tokio::task::spawn_blocking(move || {
             jwks_trust(&["token", &rotated, "--admin-url", &url])
         })
@@ -778,7 +772,12 @@ mod cluster {
         fn ra(&self) -> serde_json::Value {
             self.api
                 .store()
-                .get("security.istio.io/v1beta1", "RequestAuthentication", Some("olaf"), "jwt-olaf")
+                .get(
+                    "security.istio.io/v1beta1",
+                    "RequestAuthentication",
+                    Some("olaf"),
+                    "jwt-olaf",
+                )
                 .unwrap()
         }
         fn istiod(&self) -> serde_json::Value {
@@ -810,7 +809,12 @@ mod cluster {
         .unwrap()
     }
 
-    fn pod(ns: &str, name: &str, labels: serde_json::Value, containers: &[&str]) -> serde_json::Value {
+    fn pod(
+        ns: &str,
+        name: &str,
+        labels: serde_json::Value,
+        containers: &[&str],
+    ) -> serde_json::Value {
         json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": ns, "labels": labels},
@@ -837,7 +841,12 @@ mod cluster {
             }))
             .unwrap();
         store
-            .apply(pod("istio-system", "istiod-5d8c7f9b4-abcde", json!({"app": "istiod"}), &["discovery"]))
+            .apply(pod(
+                "istio-system",
+                "istiod-5d8c7f9b4-abcde",
+                json!({"app": "istiod"}),
+                &["discovery"],
+            ))
             .unwrap();
         let log = dir.path().join("istiod.log");
         std::fs::write(
@@ -866,10 +875,20 @@ mod cluster {
             }))
             .unwrap();
         store
-            .apply(pod("olaf", "customer-1", json!({"app": "customer"}), &["customer", "istio-proxy"]))
+            .apply(pod(
+                "olaf",
+                "customer-1",
+                json!({"app": "customer"}),
+                &["customer", "istio-proxy"],
+            ))
             .unwrap();
         store
-            .apply(pod("olaf", "other-1", json!({"app": "other"}), &["other", "istio-proxy"]))
+            .apply(pod(
+                "olaf",
+                "other-1",
+                json!({"app": "other"}),
+                &["other", "istio-proxy"],
+            ))
             .unwrap();
         // The sidecar holds istiod's FakeJwks placeholder for the issuer.
         let envoy = sidecar_with_issuer(&dir.path().join("envoy"), &issuer).await;
@@ -897,7 +916,8 @@ mod cluster {
 
     async fn sidecar_with_issuer(dir: &Path, issuer: &str) -> EnvoyProcess {
         std::fs::create_dir_all(dir).unwrap();
-        let providers = json!({"origins-0": {"issuer": issuer, "local_jwks": {"inline_string": FAKE_JWKS}}});
+        let providers =
+            json!({"origins-0": {"issuer": issuer, "local_jwks": {"inline_string": FAKE_JWKS}}});
         let bootstrap = json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             "static_resources": {"listeners": [{
@@ -927,28 +947,61 @@ mod cluster {
         let lines: Vec<&str> = r.stdout.lines().collect();
         assert_eq!(lines.len(), 2, "{}", r.stdout);
         let header: Vec<&str> = lines[0].split_whitespace().collect();
-        assert_eq!(header, ["NAMESPACE", "POLICY", "ISSUER", "JWKS", "STATUS", "DETAIL"]);
+        assert_eq!(
+            header,
+            ["NAMESPACE", "POLICY", "ISSUER", "JWKS", "STATUS", "DETAIL"]
+        );
         assert!(lines[1].starts_with("olaf "), "{}", lines[1]);
         assert!(lines[1].contains("jwt-olaf"));
         assert!(lines[1].contains("UNTRUSTED CA"));
         assert!(lines[1].contains("\"Olaf Private Root CA\""));
-        assert!(lines[1].contains("1/1 sidecars hold the FakeJwks placeholder key"), "{}", lines[1]);
-        // stderr: istiod's own words, the sidecar, the fixes
-        assert!(r.stderr.contains("istiod: 2026-11-24T10:00:01.000000Z\terror") || r.stderr.contains("istiod: 2026-11-24T10:00:01.000000Z error"), "{}", r.stderr);
-        assert!(r.stderr.contains("x509: certificate signed by unknown authority"));
-        assert!(r.stderr.contains("using public-only JWKS"));
-        assert!(r.stderr.contains("sidecar olaf/customer-1: holds the FakeJwks placeholder key"), "{}", r.stderr);
-        assert!(!r.stderr.contains("other-1"), "not selected by the policy");
-        let origin = w.jwks.base_url().to_string();
         assert!(
-            r.stderr.contains(&format!("kubectl jwks-trust add-ca --from-url {origin} -i istio-system")),
+            lines[1].contains("1/1 sidecars hold the FakeJwks placeholder key"),
+            "{}",
+            lines[1]
+        );
+        // stderr: istiod's own words, the sidecar, the fixes
+        assert!(
+            r.stderr
+                .contains("istiod: 2026-11-24T10:00:01.000000Z\terror")
+                || r.stderr
+                    .contains("istiod: 2026-11-24T10:00:01.000000Z error"),
             "{}",
             r.stderr
         );
-        assert!(r.stderr.contains("kubectl jwks-trust inline jwt-olaf -n olaf --ca-file CA.pem"));
-        assert!(w.writes().is_empty(), "check never writes: {:?}", w.writes());
+        assert!(
+            r.stderr
+                .contains("x509: certificate signed by unknown authority")
+        );
+        assert!(r.stderr.contains("using public-only JWKS"));
+        assert!(
+            r.stderr
+                .contains("sidecar olaf/customer-1: holds the FakeJwks placeholder key"),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("other-1"), "not selected by the policy");
+        let origin = w.jwks.base_url().to_string();
+        assert!(
+            r.stderr.contains(&format!(
+                "kubectl jwks-trust add-ca --from-url {origin} -i istio-system"
+            )),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            r.stderr
+                .contains("kubectl jwks-trust inline jwt-olaf -n olaf --ca-file CA.pem")
+        );
+        assert!(
+            w.writes().is_empty(),
+            "check never writes: {:?}",
+            w.writes()
+        );
 
-        let r = w.run(&["check", "-n", "olaf", "-o", "json", "--no-logs"]).await;
+        let r = w
+            .run(&["check", "-n", "olaf", "-o", "json", "--no-logs"])
+            .await;
         assert_eq!(r.code, 1);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
         assert_eq!(v["kind"], "JwtRuleCheckList");
@@ -962,17 +1015,48 @@ mod cluster {
 
         // With the CA the keys fetch fine; the sidecar still holds the placeholder: still a problem.
         let ca = w.ca.to_str().unwrap().to_string();
-        let r = w.run(&["check", "-n", "olaf", "--ca-file", &ca, "-o", "wide"]).await;
+        let r = w
+            .run(&["check", "-n", "olaf", "--ca-file", &ca, "-o", "wide"])
+            .await;
         assert_eq!(r.code, 1, "{}", r.stderr);
         assert!(r.stdout.contains(" OK "), "{}", r.stdout);
         assert!(r.stdout.contains("1 placeholder"), "{}", r.stdout);
-        assert!(r.stderr.contains("kubectl rollout restart deployment/istiod -n istio-system"), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("kubectl rollout restart deployment/istiod -n istio-system"),
+            "{}",
+            r.stderr
+        );
+
+        // The user's token, judged by that sidecar through the port-forward.
+        let token = w.jwks.token(
+            "alice",
+            "web",
+            super::tokens::now(),
+            Duration::from_secs(300),
+        );
+        let r = w
+            .run(&["token", &token, "--pod", "customer-1", "-n", "olaf"])
+            .await;
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(r.stdout.contains("REJECTED"), "{}", r.stdout);
+        assert!(
+            r.stdout
+                .contains("provider origins-0 holds the FakeJwks placeholder key")
+        );
+        let r = w
+            .run(&["token", &token, "--pod", "other-1", "-n", "olaf"])
+            .await;
+        assert_eq!(r.code, 2, "no port-forward backend: an error: {}", r.stderr);
 
         // An empty namespace.
         let r = w.run(&["check", "-n", "nothing-here"]).await;
         assert_eq!(r.code, 0);
         assert!(r.stdout.is_empty());
-        assert_eq!(r.stderr, "No JWT policies found in nothing-here namespace.\n");
+        assert_eq!(
+            r.stderr,
+            "No JWT policies found in nothing-here namespace.\n"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -980,60 +1064,128 @@ mod cluster {
         let w = olaf().await;
         let ca = w.ca.to_str().unwrap().to_string();
         // TLS is verified: without the CA, no keys.
-        let r = w.run(&["inline", "jwt-olaf", "-n", "olaf", "--dry-run"]).await;
+        let r = w
+            .run(&["inline", "jwt-olaf", "-n", "olaf", "--dry-run"])
+            .await;
         assert_eq!(r.code, 2);
         assert!(r.stderr.contains("UNTRUSTED CA"), "{}", r.stderr);
-        assert!(r.stderr.contains("hint: pass the CA with --ca-file"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("hint: pass the CA with --ca-file"),
+            "{}",
+            r.stderr
+        );
         // dry run: a diff, no write
-        let r = w.run(&["inline", "jwt-olaf", "-n", "olaf", "--dry-run", "--ca-file", &ca]).await;
+        let r = w
+            .run(&[
+                "inline",
+                "jwt-olaf",
+                "-n",
+                "olaf",
+                "--dry-run",
+                "--ca-file",
+                &ca,
+            ])
+            .await;
         assert_eq!(r.code, 0, "{}", r.stderr);
-        assert!(r.stdout.contains(&format!("-    jwksUri: {}", w.jwks.jwks_uri())), "{}", r.stdout);
+        assert!(
+            r.stdout
+                .contains(&format!("-    jwksUri: {}", w.jwks.jwks_uri())),
+            "{}",
+            r.stdout
+        );
         assert!(r.stdout.contains("+    jwks: "), "{}", r.stdout);
-        assert!(r.stdout.contains("+    meshdebug.io/jwks-source: "), "{}", r.stdout);
+        assert!(
+            r.stdout.contains("+    meshdebug.io/jwks-source: "),
+            "{}",
+            r.stdout
+        );
         assert!(w.writes().is_empty());
         // for real
         let before_rv = w.ra()["metadata"]["resourceVersion"].clone();
-        let r = w.run(&["inline", "jwt-olaf", "-n", "olaf", "--ca-file", &ca]).await;
+        let r = w
+            .run(&["inline", "jwt-olaf", "-n", "olaf", "--ca-file", &ca])
+            .await;
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert!(r.stdout.is_empty());
-        assert!(r.stderr.contains("rule 0: jwksUri replaced by 1 key(s) (kid olaf-key-1)"), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("rule 0: jwksUri replaced by 1 key(s) (kid olaf-key-1)"),
+            "{}",
+            r.stderr
+        );
         let ra = w.ra();
         assert_ne!(ra["metadata"]["resourceVersion"], before_rv);
         let rule = &ra["spec"]["jwtRules"][0];
         assert!(rule.get("jwksUri").is_none());
         assert_eq!(rule["forwardOriginalToken"], true);
-        let inline: serde_json::Value = serde_json::from_str(rule["jwks"].as_str().unwrap()).unwrap();
+        let inline: serde_json::Value =
+            serde_json::from_str(rule["jwks"].as_str().unwrap()).unwrap();
         assert_eq!(inline["keys"][0]["kid"], "olaf-key-1");
-        assert_eq!(ra["metadata"]["annotations"]["meshdebug.io/jwks-source"], w.jwks.jwks_uri());
-        assert!(ra["metadata"]["annotations"]["meshdebug.io/jwks-fetched-at"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(
+            ra["metadata"]["annotations"]["meshdebug.io/jwks-source"],
+            w.jwks.jwks_uri()
+        );
+        assert!(
+            ra["metadata"]["annotations"]["meshdebug.io/jwks-fetched-at"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z')
+        );
         // check now says INLINE, same as the source
-        let r = w.run(&["check", "-n", "olaf", "--ca-file", &ca, "--no-proxies"]).await;
+        let r = w
+            .run(&["check", "-n", "olaf", "--ca-file", &ca, "--no-proxies"])
+            .await;
         assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
         assert!(r.stdout.contains("INLINE"), "{}", r.stdout);
         // nothing left to inline
-        let r = w.run(&["inline", "jwt-olaf", "-n", "olaf", "--ca-file", &ca]).await;
+        let r = w
+            .run(&["inline", "jwt-olaf", "-n", "olaf", "--ca-file", &ca])
+            .await;
         assert_eq!(r.code, 2);
-        assert!(r.stderr.contains("has no JWT rule with a jwksUri"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("has no JWT rule with a jwksUri"),
+            "{}",
+            r.stderr
+        );
 
         // refresh: unchanged, then the issuer rotates its key
         let r = w.run(&["refresh", "-n", "olaf", "--ca-file", &ca]).await;
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert!(r.stdout.contains("UNCHANGED"), "{}", r.stdout);
-        w.jwks.rotate().unwrap();
-        let r = w.run(&["check", "-n", "olaf", "--ca-file", &ca, "--no-proxies"]).await;
+        w.jwks.rotate();
+        let r = w
+            .run(&["check", "-n", "olaf", "--ca-file", &ca, "--no-proxies"])
+            .await;
         assert_eq!(r.code, 1);
         assert!(r.stdout.contains("INLINE (STALE)"), "{}", r.stdout);
-        assert!(r.stderr.contains("kubectl jwks-trust refresh -n olaf"), "{}", r.stderr);
-        let r = w.run(&["refresh", "-n", "olaf", "--ca-file", &ca, "--dry-run"]).await;
+        assert!(
+            r.stderr.contains("kubectl jwks-trust refresh -n olaf"),
+            "{}",
+            r.stderr
+        );
+        let r = w
+            .run(&["refresh", "-n", "olaf", "--ca-file", &ca, "--dry-run"])
+            .await;
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert!(r.stdout.contains("olaf-key-2"), "{}", r.stdout);
-        assert!(r.stderr.contains("WOULD UPDATE kid olaf-key-1 → kid olaf-key-2"), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("WOULD UPDATE kid olaf-key-1 → kid olaf-key-2"),
+            "{}",
+            r.stderr
+        );
         let r = w.run(&["refresh", "-n", "olaf", "--ca-file", &ca]).await;
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert!(r.stdout.contains("UPDATED"), "{}", r.stdout);
         let inline: serde_json::Value =
             serde_json::from_str(w.ra()["spec"]["jwtRules"][0]["jwks"].as_str().unwrap()).unwrap();
         assert_eq!(inline["keys"][0]["kid"], "olaf-key-2");
+        assert_eq!(
+            w.ra()["metadata"]["annotations"]["meshdebug.io/jwks-source"],
+            w.jwks.jwks_uri()
+        );
+        let r = w.run(&["refresh", "-n", "olaf", "--ca-file", &ca]).await;
+        assert!(r.stdout.contains("UNCHANGED"), "{}", r.stdout);
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1044,22 +1196,48 @@ mod cluster {
         let r = w.run(&["add-ca", "--cert", &ca]).await;
         assert_eq!(r.code, 2, "{}", r.stderr);
         assert!(r.stderr.contains("stdin is not a terminal"), "{}", r.stderr);
-        assert!(r.stderr.contains("hint: review with --dry-run, then pass --yes"));
-        assert!(r.stderr.contains(" 0 s:CN=Olaf Private Root CA"), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("hint: review with --dry-run, then pass --yes")
+        );
+        assert!(
+            r.stderr.contains(" 0 s:CN=Olaf Private Root CA"),
+            "{}",
+            r.stderr
+        );
         // dry run: the Deployment diff, the operator warning, no write
         let r = w.run(&["add-ca", "--cert", &ca, "--dry-run"]).await;
         assert_eq!(r.code, 0, "{}", r.stderr);
-        assert!(r.stdout.contains("+        - mountPath: /cacerts"), "{}", r.stdout);
-        assert!(r.stderr.contains("managed by istio-operator"), "{}", r.stderr);
-        assert!(r.stderr.contains("spec.values.pilot.jwksResolverExtraRootCA"));
+        assert!(
+            r.stdout.contains("+        - mountPath: /cacerts"),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            r.stderr.contains("managed by istio-operator"),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            r.stderr
+                .contains("spec.values.pilot.jwksResolverExtraRootCA")
+        );
         assert!(!r.stdout.contains("BEGIN CERTIFICATE") && !r.stderr.contains("BEGIN CERTIFICATE"));
         assert!(w.writes().is_empty());
         // for real, from the server's chain
         let url = w.jwks.base_url().to_string();
         let r = w.run(&["add-ca", "--from-url", &url, "--yes"]).await;
         assert_eq!(r.code, 0, "{}", r.stderr);
-        assert!(r.stderr.contains(" 1 s:CN=Olaf Private Root CA"), "{}", r.stderr);
-        assert!(r.stderr.contains("verification here: UNTRUSTED CA"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains(" 1 s:CN=Olaf Private Root CA"),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains("verification here: UNTRUSTED CA"),
+            "{}",
+            r.stderr
+        );
         assert!(r.stderr.contains("istiod is restarting"), "{}", r.stderr);
         let secret = w
             .api
@@ -1076,8 +1254,13 @@ mod cluster {
         let d = w.istiod();
         let c = &d["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["volumeMounts"][0]["mountPath"], "/cacerts");
-        assert_eq!(d["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"], "jwks-extra-cacerts");
-        let hash = d["spec"]["template"]["metadata"]["annotations"]["meshdebug.io/extra-cacerts-sha256"].clone();
+        assert_eq!(
+            d["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"],
+            "jwks-extra-cacerts"
+        );
+        let hash =
+            d["spec"]["template"]["metadata"]["annotations"]["meshdebug.io/extra-cacerts-sha256"]
+                .clone();
         assert!(hash.is_string());
         // idempotent: the same CA from the file is already there
         w.api.clear_requests();
@@ -1088,13 +1271,27 @@ mod cluster {
         // check now uses istiod's bundle: the fetch is OK, istiod must restart to use it
         let r = w.run(&["check", "-n", "olaf"]).await;
         assert!(r.stdout.contains(" OK "), "{}\n{}", r.stdout, r.stderr);
-        assert!(r.stderr.contains("it reads /cacerts/extra.pem only at start"), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("it reads /cacerts/extra.pem only at start"),
+            "{}",
+            r.stderr
+        );
         // remove-ca undoes it
         let r = w.run(&["remove-ca", "--yes"]).await;
         assert_eq!(r.code, 0, "{}", r.stderr);
-        assert!(w.api.store().get("v1", "Secret", Some("istio-system"), "jwks-extra-cacerts").is_none());
+        assert!(
+            w.api
+                .store()
+                .get("v1", "Secret", Some("istio-system"), "jwks-extra-cacerts")
+                .is_none()
+        );
         let d = w.istiod();
-        assert!(d["spec"]["template"]["spec"]["containers"][0].get("volumeMounts").is_none_or(|m| m.as_array().unwrap().is_empty()));
+        assert!(
+            d["spec"]["template"]["spec"]["containers"][0]
+                .get("volumeMounts")
+                .is_none_or(|m| m.as_array().unwrap().is_empty())
+        );
         let r = w.run(&["remove-ca", "--yes"]).await;
         assert_eq!(r.code, 0);
         assert!(r.stderr.contains("nothing to do"), "{}", r.stderr);
@@ -1116,8 +1313,12 @@ mod cluster {
         let mut theirs = w.ra();
         theirs["metadata"]["labels"] = json!({"changed": "yes"});
         w.api.store().apply(theirs).unwrap();
-        let ours = meshdebug::jwks::fix::inline_rule(&p.object, p.kind, 0, "{\"keys\":[]}", "u", "t").unwrap();
-        let written = meshdebug::jwks::policy::replace(&cluster, &p, &ours).await.unwrap();
+        let ours =
+            meshdebug::jwks::fix::inline_rule(&p.object, p.kind, 0, "{\"keys\":[]}", "u", "t")
+                .unwrap();
+        let written = meshdebug::jwks::policy::replace(&cluster, &p, &ours)
+            .await
+            .unwrap();
         assert!(!written, "a stale resourceVersion must conflict");
         assert_eq!(w.ra()["metadata"]["labels"]["changed"], "yes");
     }

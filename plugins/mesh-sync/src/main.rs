@@ -100,6 +100,10 @@ impl Args {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    if let Some(code) = meshdebug::complete::intercept(meshdebug::complete::Plugin::MeshSync).await
+    {
+        return code;
+    }
     let args = Args::parse();
     meshdebug::logging::init(args.output.verbose);
     meshdebug::exit::report(run(args).await)

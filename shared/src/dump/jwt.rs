@@ -8,7 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::listeners::{Filter, Listener, ListenersDump};
+use super::filter::Filter;
+use super::listeners::{Listener, ListenersDump};
 use super::proto_json::{DataSource, decode, decode_bytes, lenient_bool, lenient_string};
 use crate::render::{Cell, Tabular, Tone};
 
@@ -175,13 +176,13 @@ pub fn detect_placeholder(inline: &str) -> Option<Placeholder> {
                 jwks_uri: uri,
             });
         }
-        if let Some(decoded) = decode_bytes(&k.n) {
-            if let Some(uri) = decoded.strip_prefix(FETCH_ERROR_PREFIX.as_bytes()) {
-                return Some(Placeholder {
-                    istio_versions: "1.15–1.20".into(),
-                    jwks_uri: String::from_utf8(uri.to_vec()).ok(),
-                });
-            }
+        if let Some(decoded) = decode_bytes(&k.n)
+            && let Some(uri) = decoded.strip_prefix(FETCH_ERROR_PREFIX.as_bytes())
+        {
+            return Some(Placeholder {
+                istio_versions: "1.15–1.20".into(),
+                jwks_uri: String::from_utf8(uri.to_vec()).ok(),
+            });
         }
         if k.n.starts_with("vqS7RN4b34i3_5Yy") {
             return Some(Placeholder {

@@ -4,12 +4,9 @@
 //! istioctl prints `Non-HTTP/Non-TCP` for them.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::proto_json::{
-    any_type, decode, filter_config, lenient, lenient_string, lenient_u32, one_or_many,
-    short_type_name,
-};
+use super::filter::{Filter, HCM_NAMES, TCP_PROXY_NAMES};
+use super::proto_json::{lenient_string, lenient_u32};
 use super::routes::{RouteConfiguration, describe_match};
 use crate::render::{Cell, Tabular};
 
@@ -156,101 +153,6 @@ pub struct CidrRange {
     pub prefix_len: Option<u32>,
 }
 
-/// A network (or HTTP) filter: a name and its config.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Filter {
-    /// Filter name.
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub name: String,
-    /// `typed_config` (an `Any`).
-    #[serde(default, alias = "typedConfig")]
-    pub typed_config: Option<Value>,
-    /// The legacy `config` struct (Istio ≤1.3 proxies).
-    #[serde(default)]
-    pub config: Option<Value>,
-}
-
-impl Filter {
-    /// Its configuration, whichever way it is written.
-    pub fn config(&self) -> Option<&Value> {
-        filter_config(self.typed_config.as_ref(), self.config.as_ref())
-    }
-
-    /// True when the filter is of one of `names`, or its typed config has the message `message`.
-    pub fn is(&self, names: &[&str], message: &str) -> bool {
-        names.contains(&self.name.as_str())
-            || self
-                .typed_config
-                .as_ref()
-                .and_then(any_type)
-                .is_some_and(|t| short_type_name(t) == message)
-    }
-
-    /// The HTTP connection manager this filter is, if it is one.
-    pub fn http_connection_manager(&self) -> Option<HttpConnectionManager> {
-        if !self.is(HCM_NAMES, "HttpConnectionManager") {
-            return None;
-        }
-        Some(self.config().and_then(decode).unwrap_or_default())
-    }
-
-    /// The TCP proxy this filter is, if it is one.
-    pub fn tcp_proxy(&self) -> Option<TcpProxy> {
-        if !self.is(TCP_PROXY_NAMES, "TcpProxy") {
-            return None;
-        }
-        Some(self.config().and_then(decode).unwrap_or_default())
-    }
-
-    /// istioctl's test for a TCP proxy to the black hole: its config mentions `BlackHoleCluster`.
-    fn is_black_hole(&self) -> bool {
-        self.config()
-            .is_some_and(|c| c.to_string().contains("BlackHoleCluster"))
-    }
-}
-
-/// HTTP connection manager names, current and Istio 1.3/1.4-era.
-pub const HCM_NAMES: &[&str] = &[
-    "envoy.filters.network.http_connection_manager",
-    "envoy.http_connection_manager",
-];
-/// TCP proxy names, current and Istio 1.3/1.4-era.
-pub const TCP_PROXY_NAMES: &[&str] = &["envoy.filters.network.tcp_proxy", "envoy.tcp_proxy"];
-
-/// The parts of `HttpConnectionManager` the views read.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct HttpConnectionManager {
-    /// An inline route table.
-    #[serde(default, alias = "routeConfig", deserialize_with = "lenient")]
-    pub route_config: Option<RouteConfiguration>,
-    /// RDS.
-    #[serde(default, deserialize_with = "lenient")]
-    pub rds: Option<Rds>,
-    /// HTTP filters, in order (a single object in some Istio 1.3 bootstrap listeners).
-    #[serde(default, alias = "httpFilters", deserialize_with = "one_or_many")]
-    pub http_filters: Vec<Filter>,
-}
-
-/// `Rds`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Rds {
-    /// The route configuration's name.
-    #[serde(
-        default,
-        alias = "routeConfigName",
-        deserialize_with = "lenient_string"
-    )]
-    pub route_config_name: String,
-}
-
-/// The parts of `TcpProxy` the views read.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct TcpProxy {
-    /// The upstream cluster.
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub cluster: String,
-}
-
 impl ListenersDump {
     /// Active dynamic listeners (v3 and v2alpha), then static ones.
     pub fn all(&self) -> Vec<&Listener> {
@@ -392,20 +294,15 @@ pub struct ListenerFilter {
 
 impl ListenerFilter {
     fn matches(&self, l: &Listener) -> bool {
-        if let Some(a) = &self.address {
-            if !l.addresses().iter().any(|x| x.eq_ignore_ascii_case(a)) {
-                return false;
-            }
-        }
-        if self.port.is_some_and(|p| p != l.port()) {
-            return false;
-        }
-        if let Some(t) = &self.listener_type {
-            if !l.listener_type().eq_ignore_ascii_case(t) {
-                return false;
-            }
-        }
-        true
+        let address_ok = self
+            .address
+            .as_ref()
+            .is_none_or(|a| l.addresses().iter().any(|x| x.eq_ignore_ascii_case(a)));
+        let type_ok = self
+            .listener_type
+            .as_ref()
+            .is_none_or(|t| l.listener_type().eq_ignore_ascii_case(t));
+        address_ok && type_ok && self.port.is_none_or(|p| p == l.port())
     }
 }
 
@@ -524,10 +421,10 @@ pub fn describe_destination(filters: &[Filter]) -> String {
             }
             return "HTTP".into();
         }
-        if let Some(tcp) = f.tcp_proxy() {
-            if !f.is_black_hole() {
-                return cluster_destination(&tcp.cluster);
-            }
+        if let Some(tcp) = f.tcp_proxy()
+            && !f.is_black_hole()
+        {
+            return cluster_destination(&tcp.cluster);
         }
     }
     "Non-HTTP/Non-TCP".into()
@@ -542,20 +439,14 @@ fn cluster_destination(cluster: &str) -> String {
 }
 
 fn describe_inline_routes(rc: &RouteConfiguration) -> String {
-    if let [vh] = rc.virtual_hosts.as_slice() {
-        if vh.domains == ["*"] {
-            if let [route] = vh.routes.as_slice() {
-                let to_root = route.route_match.prefix.as_deref() == Some("/");
-                if let Some(cluster) = route
-                    .route
-                    .as_ref()
-                    .and_then(|a| a.cluster.as_deref())
-                    .filter(|_| to_root)
-                {
-                    return cluster_destination(cluster);
-                }
-            }
-        }
+    // One catch-all virtual host with one route of `/` to a cluster: just the cluster.
+    if let [vh] = rc.virtual_hosts.as_slice()
+        && vh.domains == ["*"]
+        && let [route] = vh.routes.as_slice()
+        && route.route_match.prefix.as_deref() == Some("/")
+        && let Some(cluster) = route.route.as_ref().and_then(|a| a.cluster.as_deref())
+    {
+        return cluster_destination(cluster);
     }
     let vhosts: Vec<String> = rc
         .virtual_hosts

@@ -5,6 +5,7 @@
 //! - [`model`]: the dump, dispatched on `@type`; unknown sections kept raw.
 //! - [`clusters`], [`listeners`], [`routes`], [`secrets`], [`bootstrap`]: istioctl's tables.
 //! - [`endpoints`]: `/clusters?format=json` host health.
+//! - [`filter`]: network and HTTP filters, current and Istio 1.3/1.4-era names.
 //! - [`jwt`], [`rbac`]: what no other tool shows — JWT providers with the keys the proxy really
 //!   holds (and istiod's placeholder keys), RBAC policies.
 //! - [`stats`]: `/stats`, filtered.
@@ -13,17 +14,22 @@
 pub mod bootstrap;
 pub mod clusters;
 pub mod command;
+mod dashboard;
+mod draw;
 pub mod endpoints;
+pub mod filter;
 #[cfg(test)]
 mod fixture;
 pub mod jwt;
 pub mod listeners;
 pub mod model;
 pub mod proto_json;
+mod raw;
 pub mod rbac;
 pub mod routes;
 pub mod secrets;
 pub mod stats;
+mod view;
 
 use std::path::PathBuf;
 
@@ -124,7 +130,8 @@ impl Hint for Error {
                     .into(),
             ),
             Error::MissingSection { section, .. } => Some(format!(
-                "save the whole dump (no --resource/--name-regex), or use the view matching the {section} you have"
+                "views other than endpoints and stats read a whole /config_dump with a {section} \
+                 (kubectl envoy-dump POD > dump.json, without --resource or --name-regex)"
             )),
             Error::NotClusterStatuses { .. } => Some(
                 "run kubectl envoy-dump endpoints POD, or save Envoy's GET /clusters?format=json to a file"

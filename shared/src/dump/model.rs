@@ -131,7 +131,11 @@ struct Header {
 impl ConfigDump {
     /// Parse the bytes of a `/config_dump` response or file.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let wire: Wire<'_> = serde_json::from_slice(bytes).map_err(|source| {
+        let parsed = match not_an_object(bytes) {
+            Some(e) => Err(e),
+            None => serde_json::from_slice::<Wire<'_>>(bytes),
+        };
+        let wire = parsed.map_err(|source| {
             let (line, column) = (source.line(), source.column());
             DecodeError {
                 what: "Envoy config_dump".into(),
@@ -249,6 +253,15 @@ fn decode_body(kind: SectionKind, text: &str) -> Result<SectionBody, serde_json:
     })
 }
 
+/// The parse error of a document that is not a JSON object (serde would read an array into a
+/// struct), or `None`.
+pub fn not_an_object(bytes: &[u8]) -> Option<serde_json::Error> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return None;
+    }
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(bytes).err()
+}
+
 /// 1-based line and column of a byte offset.
 fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
     let upto = &bytes[..offset.min(bytes.len())];
@@ -302,6 +315,14 @@ mod tests {
         );
         assert_eq!(e.line, 3);
         assert_eq!(text[e.offset], b'5');
+    }
+
+    #[test]
+    fn only_objects_are_dumps() {
+        for text in [&b"[]"[..], b"5", b"", b"null"] {
+            assert!(ConfigDump::from_slice(text).is_err(), "{text:?}");
+        }
+        assert!(ConfigDump::from_slice(b" {}").is_ok());
     }
 
     #[test]

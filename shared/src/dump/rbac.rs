@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::filter::Filter;
 use super::jwt::chain_label;
-use super::listeners::{Filter, ListenersDump};
+use super::listeners::ListenersDump;
 use super::proto_json::{decode, lenient_string};
 use crate::render::{Cell, Tabular, Tone};
 

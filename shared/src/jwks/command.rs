@@ -11,9 +11,10 @@ use kube::Api;
 use kube::api::ListParams;
 use serde::Serialize;
 
+use super::cacerts::{self, BundleSource};
 use super::cert::rfc3339;
 use super::fetch::{FetchOptions, Trust};
-use super::fix::{self, BundleSource};
+use super::istiod;
 use super::model::Jwt;
 use super::policy::{JwtPolicy, Scope, label_selector};
 use super::provider::providers_in_config_dump;
@@ -23,11 +24,9 @@ use crate::cluster::{Cluster, ClusterOptions, ProxyPod, Target, TargetKind};
 use crate::exit::ExitStatus;
 use crate::render::{Cell, RenderOptions, Tabular, Tone, sanitize, write_rows};
 
+pub use super::ca::{AddCaOptions, CaSource, RemoveCaOptions, add_ca, remove_ca};
 pub use super::check::{CheckOptions, check};
-pub use super::repair::{
-    AddCaOptions, CaSource, InlineOptions, RefreshOptions, RemoveCaOptions, add_ca, inline,
-    refresh, remove_ca,
-};
+pub use super::inline::{InlineOptions, RefreshOptions, inline, refresh};
 
 /// The Istio namespace when none is given.
 pub const DEFAULT_ISTIO_NAMESPACE: &str = "istio-system";
@@ -98,7 +97,7 @@ pub async fn istiod_trust(
         objects: vec![],
         unreadable: None,
     };
-    let deployments = match fix::find_istiod(cluster, istio_ns, None).await {
+    let deployments = match istiod::find_istiod(cluster, istio_ns, None).await {
         Ok(d) => d,
         Err(e) => {
             out.unreadable = Some(error_line(&e));
@@ -108,9 +107,9 @@ pub async fn istiod_trust(
     for d in &deployments {
         let name = d.metadata.name.clone().unwrap_or_default();
         let v = serde_json::to_value(d).unwrap_or_default();
-        let source = fix::mounted_bundle(&v).map(|(_, s)| s);
+        let source = cacerts::mounted_bundle(&v).map(|(_, s)| s);
         if let Some(src) = &source {
-            match fix::read_bundle(cluster, istio_ns, src).await {
+            match istiod::read_bundle(cluster, istio_ns, src).await {
                 Ok(Some(pem)) => {
                     let what = format!("extra.pem of {}", src.describe());
                     if let Err(e) = out.trust.add_pem(pem.as_bytes(), &what) {
@@ -259,7 +258,7 @@ pub enum ProviderSource {
 }
 
 /// `kubectl jwks-trust token`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TokenOptions {
     /// The token (never logged).
     pub token: String,
@@ -271,6 +270,17 @@ pub struct TokenOptions {
     pub now: i64,
     /// Admin call timeout.
     pub timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for TokenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bearer token is a credential: never in logs or debug output.
+        f.debug_struct("TokenOptions")
+            .field("token", &"<redacted>")
+            .field("source", &self.source)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The result of `token`.

@@ -6,19 +6,19 @@
 //! of the real `WebPkiServerVerifier` unchanged.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use serde::Serialize;
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
 
 use super::Error;
 use super::cert::{CertInfo, parse_pem};
 use super::model::{Jwks, OpenIdConfiguration};
+use super::verifier::{Handshake, Recorder};
+
+use super::outcome::classify_tls;
+pub use super::outcome::{FetchResult, Outcome, public_jwks};
 
 /// Default size cap of a JWKS response.
 pub const MAX_BYTES: usize = 1024 * 1024;
@@ -91,7 +91,7 @@ impl Trust {
         &self.sources
     }
 
-    fn root_store(&self) -> RootCertStore {
+    pub(crate) fn root_store(&self) -> RootCertStore {
         let mut store = RootCertStore::empty();
         let (added, ignored) = store.add_parsable_certificates(self.roots.iter().cloned());
         tracing::debug!("trust: {added} CAs ({ignored} unusable)");
@@ -116,344 +116,6 @@ impl Default for FetchOptions {
             timeout: TIMEOUT,
             max_bytes: MAX_BYTES,
             max_redirects: MAX_REDIRECTS,
-        }
-    }
-}
-
-/// How a fetch ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "result", rename_all = "camelCase")]
-pub enum Outcome {
-    /// A JWKS was fetched.
-    Ok {
-        /// The keys.
-        jwks: Jwks,
-        /// The body as fetched.
-        #[serde(skip)]
-        body: Vec<u8>,
-    },
-    /// The chain does not end at a trusted CA.
-    UntrustedCa {
-        /// CN of the issuer at the top of the presented chain.
-        issuer: String,
-    },
-    /// The certificate is not valid for the host.
-    HostnameMismatch {
-        /// The host of the URI.
-        host: String,
-        /// The names the certificate is valid for.
-        names: Vec<String>,
-    },
-    /// A certificate of the chain is expired (or not yet valid).
-    Expired {
-        /// Subject CN of the certificate.
-        subject: String,
-        /// Its notAfter (or notBefore when not yet valid).
-        not_after: String,
-        /// True when it is not valid yet rather than expired.
-        not_yet_valid: bool,
-    },
-    /// Another TLS failure.
-    TlsError {
-        /// What rustls said.
-        reason: String,
-    },
-    /// A status other than 200.
-    Http {
-        /// The status code.
-        code: u16,
-    },
-    /// The body is not a JWKS.
-    NotAJwks {
-        /// Why.
-        reason: String,
-    },
-    /// The body is larger than the cap.
-    TooLarge {
-        /// The cap in bytes.
-        limit: usize,
-    },
-    /// Too many redirects, or a loop.
-    TooManyRedirects {
-        /// The limit.
-        limit: usize,
-        /// A URL came back.
-        looped: bool,
-    },
-    /// Connection refused, DNS failure, reset.
-    Unreachable {
-        /// Why.
-        reason: String,
-    },
-    /// No answer within the timeout.
-    Timeout {
-        /// The timeout, ms.
-        after_ms: u64,
-    },
-    /// The URI cannot be fetched at all.
-    BadUri {
-        /// Why.
-        reason: String,
-    },
-}
-
-impl Outcome {
-    /// The STATUS column: `OK`, `UNTRUSTED CA`, `HTTP 404`, …
-    pub fn status(&self) -> String {
-        match self {
-            Outcome::Ok { .. } => "OK".into(),
-            Outcome::UntrustedCa { .. } => "UNTRUSTED CA".into(),
-            Outcome::HostnameMismatch { .. } => "HOSTNAME MISMATCH".into(),
-            Outcome::Expired {
-                not_yet_valid: false,
-                ..
-            } => "EXPIRED".into(),
-            Outcome::Expired { .. } => "NOT YET VALID".into(),
-            Outcome::TlsError { .. } => "TLS ERROR".into(),
-            Outcome::Http { code } => format!("HTTP {code}"),
-            Outcome::NotAJwks { .. } => "NOT A JWKS".into(),
-            Outcome::TooLarge { .. } => "TOO LARGE".into(),
-            Outcome::TooManyRedirects { .. } => "TOO MANY REDIRECTS".into(),
-            Outcome::Unreachable { .. } => "UNREACHABLE".into(),
-            Outcome::Timeout { .. } => "TIMEOUT".into(),
-            Outcome::BadUri { .. } => "BAD URI".into(),
-        }
-    }
-
-    /// The DETAIL column.
-    pub fn detail(&self) -> String {
-        match self {
-            Outcome::Ok { jwks, .. } => {
-                let kids = jwks.kids();
-                format!(
-                    "{} key{}{}",
-                    jwks.keys.len(),
-                    if jwks.keys.len() == 1 { "" } else { "s" },
-                    if kids.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (kid {})", kids.join(", "))
-                    }
-                )
-            }
-            Outcome::UntrustedCa { issuer } => format!(
-                "certificate signed by unknown authority: chain issued by {issuer:?}, not in the trust"
-            ),
-            Outcome::HostnameMismatch { host, names } => format!(
-                "certificate is valid for {}, not {host}",
-                if names.is_empty() {
-                    "no DNS name".to_string()
-                } else {
-                    names.join(", ")
-                }
-            ),
-            Outcome::Expired {
-                subject,
-                not_after,
-                not_yet_valid,
-            } => {
-                if *not_yet_valid {
-                    format!("certificate {subject:?} is not valid before {not_after}")
-                } else {
-                    format!("certificate {subject:?} expired at {not_after}")
-                }
-            }
-            Outcome::TlsError { reason } => reason.clone(),
-            Outcome::Http { code } => format!("the server answered {code}"),
-            Outcome::NotAJwks { reason } => reason.clone(),
-            Outcome::TooLarge { limit } => format!("response larger than {} KiB", limit / 1024),
-            Outcome::TooManyRedirects { limit, looped } => {
-                if *looped {
-                    format!("redirect loop (stopped after at most {limit} redirects)")
-                } else {
-                    format!("more than {limit} redirects")
-                }
-            }
-            Outcome::Unreachable { reason } => reason.clone(),
-            Outcome::Timeout { after_ms } => {
-                format!("no answer within {}", human_ms(*after_ms))
-            }
-            Outcome::BadUri { reason } => reason.clone(),
-        }
-    }
-
-    /// True for `OK`.
-    pub fn is_ok(&self) -> bool {
-        matches!(self, Outcome::Ok { .. })
-    }
-
-    /// True for failures a CA in the trust would fix.
-    pub fn is_untrusted(&self) -> bool {
-        matches!(self, Outcome::UntrustedCa { .. })
-    }
-}
-
-fn human_ms(ms: u64) -> String {
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
-/// A fetch: where, how it ended, and the chain the server presented (last handshake).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FetchResult {
-    /// The URI fetched (the JWKS URI found by OIDC discovery, when discovery was used).
-    pub uri: String,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// The presented certificate chain (empty for http or before TLS).
-    pub chain: Vec<CertInfo>,
-    /// The chain as DER (for add-ca).
-    #[serde(skip)]
-    pub chain_der: Vec<CertificateDer<'static>>,
-}
-
-impl FetchResult {
-    /// The fetched body as an inline `jwks` string (compact JSON, all members kept).
-    pub fn inline_jwks(&self) -> Option<String> {
-        match &self.outcome {
-            Outcome::Ok { body, .. } => serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .map(|v| v.to_string()),
-            _ => None,
-        }
-    }
-
-    /// The keys, when the fetch worked.
-    pub fn jwks(&self) -> Option<&Jwks> {
-        match &self.outcome {
-            Outcome::Ok { jwks, .. } => Some(jwks),
-            _ => None,
-        }
-    }
-
-    /// The fetch as an error (for commands that need the keys).
-    pub fn into_error(self) -> Error {
-        Error::Fetch {
-            status: self.outcome.status(),
-            detail: self.outcome.detail(),
-            uri: self.uri,
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-struct Handshake {
-    chain: Vec<CertificateDer<'static>>,
-    error: Option<rustls::Error>,
-}
-
-/// A `ServerCertVerifier` that records the presented chain and the real verifier's verdict, and
-/// returns that verdict unchanged.
-#[derive(Debug)]
-pub struct Recorder {
-    inner: Option<Arc<WebPkiServerVerifier>>,
-    provider: Arc<CryptoProvider>,
-    seen: Mutex<Option<Handshake>>,
-}
-
-impl Recorder {
-    fn new(trust: &Trust, provider: Arc<CryptoProvider>) -> Result<Self, Error> {
-        let store = trust.root_store();
-        // An empty store cannot build a WebPki verifier: nothing is trusted then.
-        let inner = if store.is_empty() {
-            None
-        } else {
-            Some(
-                WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
-                    .build()
-                    .map_err(|e| Error::Tls {
-                        what: "the certificate verifier".into(),
-                        source: rustls::Error::General(e.to_string()),
-                    })?,
-            )
-        };
-        Ok(Recorder {
-            inner,
-            provider,
-            seen: Mutex::new(None),
-        })
-    }
-
-    fn take(&self) -> Handshake {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .unwrap_or_default()
-    }
-}
-
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let verdict = match &self.inner {
-            Some(v) => {
-                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-            }
-            None => Err(rustls::Error::InvalidCertificate(
-                CertificateError::UnknownIssuer,
-            )),
-        };
-        let mut chain = vec![end_entity.clone().into_owned()];
-        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Handshake {
-            chain,
-            error: verdict.as_ref().err().cloned(),
-        });
-        verdict
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        match &self.inner {
-            Some(v) => v.verify_tls12_signature(message, cert, dss),
-            None => rustls::crypto::verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.provider.signature_verification_algorithms,
-            ),
-        }
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        match &self.inner {
-            Some(v) => v.verify_tls13_signature(message, cert, dss),
-            None => rustls::crypto::verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.provider.signature_verification_algorithms,
-            ),
-        }
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        match &self.inner {
-            Some(v) => v.supported_verify_schemes(),
-            None => self
-                .provider
-                .signature_verification_algorithms
-                .supported_schemes(),
         }
     }
 }
@@ -596,61 +258,6 @@ fn find_rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a
         cur = x.source();
     }
     None
-}
-
-/// Turn a failed certificate verification into an outcome, naming the chain's issuer.
-fn classify_tls(err: &rustls::Error, chain: &[CertInfo], host: &str, now: i64) -> Outcome {
-    let rustls::Error::InvalidCertificate(ce) = err else {
-        return Outcome::TlsError {
-            reason: err.to_string(),
-        };
-    };
-    match ce {
-        CertificateError::UnknownIssuer => Outcome::UntrustedCa {
-            issuer: chain
-                .last()
-                .map(|c| c.issuer_cn.clone())
-                .unwrap_or_else(|| "<no certificate>".into()),
-        },
-        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-            Outcome::HostnameMismatch {
-                host: host.to_string(),
-                names: chain.first().map(|c| c.names.clone()).unwrap_or_default(),
-            }
-        }
-        CertificateError::Expired
-        | CertificateError::ExpiredContext { .. }
-        | CertificateError::NotValidYet
-        | CertificateError::NotValidYetContext { .. } => {
-            let not_yet_valid = matches!(
-                ce,
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. }
-            );
-            let bad = chain.iter().find(|c| {
-                if not_yet_valid {
-                    c.not_before_unix > now
-                } else {
-                    c.not_after_unix < now
-                }
-            });
-            Outcome::Expired {
-                subject: bad.map(|c| c.subject_cn.clone()).unwrap_or_default(),
-                not_after: bad
-                    .map(|c| {
-                        if not_yet_valid {
-                            c.not_before.clone()
-                        } else {
-                            c.not_after.clone()
-                        }
-                    })
-                    .unwrap_or_default(),
-                not_yet_valid,
-            }
-        }
-        other => Outcome::TlsError {
-            reason: format!("invalid peer certificate: {other}"),
-        },
-    }
 }
 
 fn host_of(uri: &str) -> Result<(String, String), Outcome> {
@@ -861,22 +468,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses() {
-        assert_eq!(Outcome::Http { code: 404 }.status(), "HTTP 404");
-        assert_eq!(
-            Outcome::UntrustedCa {
-                issuer: "Olaf Private Root CA".into()
-            }
-            .detail(),
-            "certificate signed by unknown authority: chain issued by \"Olaf Private Root CA\", not in the trust"
-        );
-        assert_eq!(
-            Outcome::Timeout { after_ms: 5000 }.detail(),
-            "no answer within 5s"
-        );
-    }
-
-    #[test]
     fn uris() {
         assert!(matches!(host_of("ftp://x/y"), Err(Outcome::BadUri { .. })));
         assert_eq!(host_of("https://[::1]:8443/x").unwrap().1, "::1");
@@ -884,44 +475,5 @@ mod tests {
             host_of("https://sso.example.com/x").unwrap().1,
             "sso.example.com"
         );
-    }
-
-    #[test]
-    fn tls_errors_are_classified() {
-        let chain = vec![];
-        assert!(matches!(
-            classify_tls(
-                &rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
-                &chain,
-                "h",
-                0
-            ),
-            Outcome::UntrustedCa { .. }
-        ));
-        assert!(matches!(
-            classify_tls(
-                &rustls::Error::InvalidCertificate(CertificateError::NotValidForName),
-                &chain,
-                "h",
-                0
-            ),
-            Outcome::HostnameMismatch { .. }
-        ));
-        assert!(matches!(
-            classify_tls(
-                &rustls::Error::InvalidCertificate(CertificateError::Expired),
-                &chain,
-                "h",
-                0
-            ),
-            Outcome::Expired {
-                not_yet_valid: false,
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify_tls(&rustls::Error::HandshakeNotComplete, &chain, "h", 0),
-            Outcome::TlsError { .. }
-        ));
     }
 }

@@ -1,19 +1,28 @@
 //! JWKS and JWT: models, fetching a `jwksUri` with the trust istiod has, placeholder-key
 //! detection, policies (RequestAuthentication, legacy Policy) and their fixes.
 //!
-//! `model` and `trust` and `provider` are pure; `fetch` does HTTPS; `policy` and `fix` talk to
-//! the cluster; `command` runs the `kubectl jwks-trust` subcommands.
+//! Pure: `model` (JWKS, JWT), `trust` (placeholders, kids, thumbprints, token verdicts),
+//! `provider` (jwt_authn providers of a config_dump), `cert` (PEM, bundles), `fix` (inline a
+//! policy rule), `cacerts` (istiod's /cacerts mount). I/O: `fetch` (HTTPS with a given trust),
+//! `policy` (RequestAuthentication / legacy Policy), `istiod` (Deployment, bundle, log).
+//! Subcommands: `command` (shared pieces, `token`), `check`, `inline` (+ `refresh`), `ca`.
 
+pub mod ca;
+pub mod cacerts;
 pub mod cert;
 pub mod check;
 pub mod command;
 pub mod fetch;
 pub mod fix;
+pub mod inline;
+pub mod istiod;
 pub mod model;
+pub mod outcome;
 pub mod policy;
 pub mod provider;
-pub mod repair;
+pub mod report;
 pub mod trust;
+pub mod verifier;
 
 use std::path::PathBuf;
 

@@ -367,14 +367,19 @@ fn to_value(kind: PolicyKind, o: &DynamicObject) -> Result<serde_json::Value, Er
     })
 }
 
-/// List the JWT policies of a kind (`ns` = None: all namespaces). A kind whose API the cluster
-/// does not serve gives an empty list.
+/// List the JWT policies of a kind (`ns` = None: all namespaces; `selector`: `-l`). A kind
+/// whose API the cluster does not serve gives an empty list.
 pub async fn list(
     cluster: &Cluster,
     kind: PolicyKind,
     ns: Option<&str>,
+    selector: Option<&str>,
     root_ns: &str,
 ) -> Result<Vec<JwtPolicy>, crate::Error> {
+    let mut lp = ListParams::default();
+    if let Some(s) = selector {
+        lp = lp.labels(s);
+    }
     let scope = match (kind, ns) {
         (PolicyKind::MeshPolicy, _) | (_, None) => " in all namespaces".to_string(),
         (_, Some(n)) => format!(" in {n}"),
@@ -386,7 +391,7 @@ pub async fn list(
             api(cluster, &ar, ns)
         };
         let action = format!("list {}{scope}", ar.plural);
-        match cluster.call(action, a.list(&ListParams::default())).await {
+        match cluster.call(action, a.list(&lp)).await {
             Ok(list) => {
                 let mut out = Vec::new();
                 for o in &list.items {

@@ -23,10 +23,10 @@ fn plugins_with_completion() -> PluginPath {
 }
 
 /// The candidates (descriptions dropped) and the directive of `kubectl __complete ARGS`.
-async fn complete(pp: &PluginPath, kubeconfig: Option<&Path>, args: &[&str]) -> (Vec<String>, u32) {
+fn complete(pp: &PluginPath, kubeconfig: Option<&Path>, args: &[&str]) -> (Vec<String>, u32) {
     let mut argv = vec!["__complete"];
     argv.extend_from_slice(args);
-    let out = pp.kubectl(kubeconfig, &argv).output().await.unwrap();
+    let out = pp.kubectl(kubeconfig, &argv).output().unwrap();
     assert!(out.status.success(), "kubectl {argv:?}: {}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
@@ -46,8 +46,8 @@ fn has(candidates: &[String], want: &[&str]) -> bool {
     want.iter().all(|w| candidates.iter().any(|c| c == w))
 }
 
-#[tokio::test]
-async fn views_flags_subcommands_and_levels_complete_without_a_cluster() {
+#[test]
+fn views_flags_subcommands_and_levels_complete_without_a_cluster() {
     let pp = plugins_with_completion();
     let views = [
         "clusters",
@@ -64,24 +64,24 @@ async fn views_flags_subcommands_and_levels_complete_without_a_cluster() {
         "diff",
     ];
     // No kubeconfig at all: the pod lookup fails silently, the views remain.
-    let (c, d) = complete(&pp, None, &["envoy-dump", ""]).await;
+    let (c, d) = complete(&pp, None, &["envoy-dump", ""]);
     assert_eq!(c, views, "kubectl envoy-dump <TAB>");
     assert_eq!(d, 4, "no file names");
 
-    let (c, _) = complete(&pp, None, &["envoy-dump", "-o", ""]).await;
+    let (c, _) = complete(&pp, None, &["envoy-dump", "-o", ""]);
     assert_eq!(c, ["table", "wide", "json", "yaml"]);
-    let (c, _) = complete(&pp, None, &["mesh-sync", "--color", ""]).await;
+    let (c, _) = complete(&pp, None, &["mesh-sync", "--color", ""]);
     assert_eq!(c, ["auto", "always", "never"]);
-    let (c, _) = complete(&pp, None, &["envoy-log", "--na"]).await;
+    let (c, _) = complete(&pp, None, &["envoy-log", "--na"]);
     assert_eq!(c, ["--namespace"]);
 
-    let (c, _) = complete(&pp, None, &["jwks-trust", ""]).await;
+    let (c, _) = complete(&pp, None, &["jwks-trust", ""]);
     assert_eq!(
         c,
         ["check", "inline", "refresh", "add-ca", "remove-ca", "token"]
     );
 
-    let (c, d) = complete(&pp, None, &["envoy-log", "web-1", "rbac="]).await;
+    let (c, d) = complete(&pp, None, &["envoy-log", "web-1", "rbac="]);
     assert_eq!(
         c,
         [
@@ -96,56 +96,55 @@ async fn views_flags_subcommands_and_levels_complete_without_a_cluster() {
     );
     assert_eq!(d, 4);
     // Logger names (the static list without a cluster), completed up to `=` with no space.
-    let (c, d) = complete(&pp, None, &["envoy-log", "web-1", "rb"]).await;
+    let (c, d) = complete(&pp, None, &["envoy-log", "web-1", "rb"]);
     assert_eq!(c, ["rbac="]);
     assert_eq!(d, 6);
 }
 
-#[tokio::test]
-async fn pods_namespaces_and_loggers_come_from_the_cluster() {
-    let world = World::start("minimal").await.unwrap();
+#[test]
+fn pods_namespaces_and_loggers_come_from_the_cluster() {
+    let world = World::start_blocking("minimal").unwrap();
     let kc = Some(world.kubeconfig());
     let web = world.pod("demo", "web").unwrap().name;
     let istiod = world.pod("istio-system", "istiod").unwrap().name;
     let pp = plugins_with_completion();
 
     // The context's namespace (demo): views first, then its pods.
-    let (c, d) = complete(&pp, kc, &["envoy-dump", ""]).await;
+    let (c, d) = complete(&pp, kc, &["envoy-dump", ""]);
     assert!(has(&c, &["clusters", "diff", &web]), "{c:?}");
     assert_eq!(d, 4);
-    let (c, _) = complete(&pp, kc, &["envoy-dump", "clusters", ""]).await;
+    let (c, _) = complete(&pp, kc, &["envoy-dump", "clusters", ""]);
     assert_eq!(c, [web.as_str()]);
     // -n typed so far is honoured.
-    let (c, _) = complete(&pp, kc, &["mesh-sync", "-n", "istio-system", ""]).await;
+    let (c, _) = complete(&pp, kc, &["mesh-sync", "-n", "istio-system", ""]);
     assert_eq!(c, [istiod.as_str()]);
-    let (c, _) = complete(&pp, kc, &["envoy-log", "--namespace=istio-system", "is"]).await;
+    let (c, _) = complete(&pp, kc, &["envoy-log", "--namespace=istio-system", "is"]);
     assert_eq!(c, [istiod.as_str()]);
     // Namespaces after -n.
-    let (c, _) = complete(&pp, kc, &["envoy-dump", "-n", ""]).await;
+    let (c, _) = complete(&pp, kc, &["envoy-dump", "-n", ""]);
     assert!(has(&c, &["demo", "istio-system"]), "{c:?}");
     // deploy/NAME.
-    let (c, _) = complete(&pp, kc, &["envoy-dump", "routes", "deploy/"]).await;
+    let (c, _) = complete(&pp, kc, &["envoy-dump", "routes", "deploy/"]);
     assert_eq!(c, ["deploy/web"]);
 
     // Logger names from the pod's own Envoy through the admin port-forward: Envoy 1.40 has
     // `a2a`, which the static fallback list does not.
-    let (c, d) = complete(&pp, kc, &["envoy-log", &web, "a"]).await;
+    let (c, d) = complete(&pp, kc, &["envoy-log", &web, "a"]);
     assert!(has(&c, &["a2a=", "admin="]), "{c:?}");
     assert_eq!(d, 6);
 }
 
-#[tokio::test]
-async fn jwks_trust_inline_completes_policy_names() {
+#[test]
+fn jwks_trust_inline_completes_policy_names() {
     // The seed has a RequestAuthentication and a legacy Policy, both `customerjwt`.
-    let world = World::start("seed").await.unwrap();
+    let world = World::start_blocking("seed").unwrap();
     let kc = Some(world.kubeconfig());
     let pp = plugins_with_completion();
     let (c, d) = complete(
         &pp,
         kc,
         &["jwks-trust", "inline", "-n", "olaf-customer", ""],
-    )
-    .await;
+    );
     assert_eq!(c, ["customerjwt"]);
     assert_eq!(d, 4);
 }
@@ -185,13 +184,13 @@ fn help_flags_reads_clap_option_lines() {
     assert_eq!(help_flags(help), ["--color", "--namespace", "--verbose"]);
 }
 
-#[tokio::test]
-async fn every_flag_in_help_completes() {
+#[test]
+fn every_flag_in_help_completes() {
     let pp = plugins_with_completion();
     for p in crate::support::PLUGINS {
-        let out = pp.kubectl(None, &[p, "--help"]).output().await.unwrap();
+        let out = pp.kubectl(None, &[p, "--help"]).output().unwrap();
         assert!(out.status.success(), "kubectl {p} --help: {}", show(&out));
-        let (offered, _) = complete(&pp, None, &[p, "--"]).await;
+        let (offered, _) = complete(&pp, None, &[p, "--"]);
         for f in help_flags(&String::from_utf8_lossy(&out.stdout)) {
             assert!(
                 offered.contains(&f),

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod completion;
+mod envoy_log;
 mod install;
 mod krew;
+mod rbac;
 mod support;

@@ -54,14 +54,13 @@ impl PluginPath {
     }
 
     /// `kubectl ARGS` with this PATH, the given kubeconfig and a clean environment.
-    pub fn kubectl(&self, kubeconfig: Option<&Path>, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(self.dir.path().join("kubectl"));
+    pub fn kubectl(&self, kubeconfig: Option<&Path>, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(self.dir.path().join("kubectl"));
         cmd.args(args)
             .env_clear()
             .env("PATH", self.path_env())
             .env("HOME", self.dir.path())
-            .env("NO_COLOR", "1")
-            .kill_on_drop(true);
+            .env("NO_COLOR", "1");
         if let Some(k) = kubeconfig {
             cmd.env("KUBECONFIG", k);
         }
@@ -77,4 +76,81 @@ pub fn show(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// `kubectl ARGS` against a world; returns the output.
+pub fn run(pp: &PluginPath, world: &meshsim::world::World, args: &[&str]) -> Output {
+    pp.kubectl(Some(world.kubeconfig()), args).output().unwrap()
+}
+
+/// stdout as a string.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A raw HTTP/1.1 request straight to a local address (an Envoy admin port, a listener),
+/// bypassing the plugins: how tests check what really happened.
+pub fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    (status, body)
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n.min(after.len())]);
+        rest = after.get(n + 2..).unwrap_or("");
+    }
+    out
+}
+
+/// The current level of each logger of an Envoy, read straight from its admin port.
+pub fn envoy_levels(admin: std::net::SocketAddr) -> std::collections::BTreeMap<String, String> {
+    let (status, body) = http(admin, "POST", "/logging", &[]);
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter_map(|l| l.trim().split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }

@@ -70,6 +70,8 @@ struct DropRule {
 #[derive(Debug, Default)]
 struct FaultState {
     denies: Vec<DenyRule>,
+    /// When set, RBAC is on: only these rules are granted (a Role/ClusterRole binding).
+    grants: Option<Vec<DenyRule>>,
     failures: Vec<FailRule>,
     latencies: Vec<LatencyRule>,
     drops: Vec<DropRule>,
@@ -128,6 +130,26 @@ impl Faults {
             resource: strip_group(resource),
             namespace: Some(namespace.into()),
         });
+    }
+
+    /// Turn RBAC on: from now on only what a Role grants is allowed. Each rule is
+    /// `(verbs, resources, namespace)` as in a Role's `rules` (`resources` like `pods`,
+    /// `pods/portforward`, `deployments.apps`; `None` namespace = a ClusterRole binding).
+    /// Everything else is answered 403 in the apiserver's words. `grant_only(vec![])` denies all.
+    pub fn grant_only(&self, rules: Vec<(Vec<String>, Vec<String>, Option<String>)>) {
+        let mut grants = Vec::new();
+        for (verbs, resources, ns) in rules {
+            for v in &verbs {
+                for r in &resources {
+                    grants.push(DenyRule {
+                        verb: v.clone(),
+                        resource: strip_group(r),
+                        namespace: ns.clone(),
+                    });
+                }
+            }
+        }
+        self.lock().grants = Some(grants);
     }
 
     /// Remove the denials of `verb` on `resource`.
@@ -198,7 +220,18 @@ impl Faults {
     }
 
     pub(crate) fn is_denied(&self, verb: &str, resource: &str, namespace: Option<&str>) -> bool {
-        self.lock().denies.iter().any(|d| {
+        let st = self.lock();
+        if let Some(grants) = &st.grants {
+            let granted = grants.iter().any(|g| {
+                (g.verb == "*" || g.verb == verb)
+                    && (g.resource == "*" || g.resource == resource)
+                    && g.namespace.as_deref().is_none_or(|n| Some(n) == namespace)
+            });
+            if !granted {
+                return true;
+            }
+        }
+        st.denies.iter().any(|d| {
             (d.verb == "*" || d.verb == verb)
                 && (d.resource == "*" || d.resource == resource)
                 && d.namespace.as_deref().is_none_or(|n| Some(n) == namespace)

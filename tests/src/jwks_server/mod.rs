@@ -241,16 +241,19 @@ impl JwksServer {
             .collect()
     }
 
-    /// Sign `claims` (as given) with the current key.
-    pub fn mint(&self, claims: &serde_json::Value) -> anyhow::Result<String> {
+    /// An ES256 token over `claims` (as given, e.g. `json!({"iss": s.issuer(), ...})`), signed
+    /// with the current key; its header names the current kid.
+    pub fn mint(&self, claims: impl serde::Serialize) -> String {
+        let claims = serde_json::to_value(claims).expect("claims serialize to JSON");
         let st = self.shared.state();
-        let key = st.keys.last().context("no signing key")?;
-        key.mint(claims)
+        let key = st.keys.last().expect("the server always has a key");
+        key.mint(&claims).expect("ES256 signing")
     }
 
-    /// A token from this issuer for `sub` and `aud`, valid from `now` for `ttl`.
-    pub fn token(&self, sub: &str, aud: &str, now: i64, ttl: Duration) -> anyhow::Result<String> {
-        self.mint(&serde_json::json!({
+    /// A token from this issuer for `sub` and `aud`, issued at `now` (seconds since the epoch)
+    /// and valid for `ttl`.
+    pub fn token(&self, sub: &str, aud: &str, now: i64, ttl: Duration) -> String {
+        self.mint(serde_json::json!({
             "iss": self.issuer(),
             "sub": sub,
             "aud": aud,
@@ -259,15 +262,16 @@ impl JwksServer {
         }))
     }
 
-    /// Replace the signing key with a new one (new kid); the old key is no longer served.
-    /// Returns the new kid.
-    pub fn rotate(&self) -> anyhow::Result<String> {
+    /// Replace the signing key with a new one (new kid, `olaf-key-2`, …); the old key is no
+    /// longer served. Returns the new kid.
+    pub fn rotate(&self) -> String {
         let mut st = self.shared.state();
         st.generation += 1;
-        let k = keys::SigningKeyPair::generate(kid(&self.shared.realm, st.generation))?;
+        let k = keys::SigningKeyPair::generate(kid(&self.shared.realm, st.generation))
+            .expect("ES256 key generation");
         let kid = k.kid.clone();
         st.keys = vec![k];
-        Ok(kid)
+        kid
     }
 
     /// Change how the server behaves.

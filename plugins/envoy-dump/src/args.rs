@@ -1,0 +1,408 @@
+//! The flags of `kubectl envoy-dump`: shared ones flattened from `meshdebug::cli`, the raw dump's
+//! own, and one subcommand per view with its filters; converted once into `dump::Options`.
+
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, CommandFactory, Parser, Subcommand};
+use meshdebug::cli::{ClusterArgs, InputArgs, OutputArgs, ProxyArgs};
+use meshdebug::dump::clusters::ClusterFilter;
+use meshdebug::dump::endpoints::EndpointFilter;
+use meshdebug::dump::listeners::ListenerFilter;
+use meshdebug::dump::routes::RouteFilter;
+use meshdebug::dump::{DashboardOptions, Options, RawOptions, Source, View};
+
+const EXAMPLES: &str = "\
+Examples:
+  kubectl envoy-dump productpage-v1-6b746f74dc-9stvs > dump.json   # raw, streamed
+  kubectl envoy-dump clusters deploy/reviews -n bookinfo            # POD column per pod
+  kubectl envoy-dump listeners POD --port 15006
+  kubectl envoy-dump routes -f dump.json                            # offline
+  kubectl envoy-dump jwt POD                                        # providers and keys
+  kubectl envoy-dump stats POD --filter 'rbac.*denied'
+  kubectl envoy-dump -l app=reviews --output-dir dumps/             # DIR/<ns>/<pod>.json
+  kubectl envoy-dump dashboard POD --browser                        # 127.0.0.1:15000";
+
+const USAGE: &str = "\
+kubectl envoy-dump [OPTIONS] TARGET         (the raw /config_dump)
+       kubectl envoy-dump VIEW [TARGET] [OPTIONS]
+       kubectl envoy-dump VIEW -f FILE [OPTIONS]";
+
+/// Show a sidecar's Envoy config: the raw /config_dump, or istioctl-grade tables
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-envoy-dump",
+    bin_name = "kubectl envoy-dump",
+    version,
+    long_about = None,
+    override_usage = USAGE,
+    subcommand_value_name = "VIEW",
+    subcommand_help_heading = "Views (without a VIEW: the raw /config_dump)",
+    after_help = EXAMPLES,
+)]
+pub(crate) struct Args {
+    /// Pod as NAME, pod/NAME or deploy/NAME (or choose pods with -l / -A)
+    target: Option<String>,
+    #[command(flatten)]
+    raw: RawArgs,
+    #[command(subcommand)]
+    view: Option<ViewCmd>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    #[command(flatten)]
+    input: InputArgs,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+/// Flags of the raw dump (no VIEW).
+#[derive(Debug, Clone, Default, ClapArgs)]
+struct RawArgs {
+    /// Include EDS endpoints in the dump (Envoy's include_eds)
+    #[arg(long)]
+    include_eds: bool,
+    /// Dump only this resource, e.g. dynamic_active_clusters (Envoy's resource=)
+    #[arg(long, value_name = "FIELD")]
+    resource: Option<String>,
+    /// Dump only resources whose name matches (Envoy's name_regex=)
+    #[arg(long, value_name = "REGEX")]
+    name_regex: Option<String>,
+    /// Write one file per pod, DIR/<namespace>/<pod>.json (needed for several pods)
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ViewCmd {
+    /// SERVICE FQDN, PORT, SUBSET, DIRECTION, TYPE, DESTINATION RULE (istioctl pc cluster)
+    #[command(visible_alias = "cluster")]
+    Clusters(ClustersCmd),
+    /// ADDRESSES, PORT, MATCH, DESTINATION per filter chain (istioctl pc listener)
+    #[command(visible_alias = "listener")]
+    Listeners(ListenersCmd),
+    /// NAME, VHOST NAME, DOMAINS, MATCH, VIRTUAL SERVICE (istioctl pc route)
+    #[command(visible_alias = "route")]
+    Routes(RoutesCmd),
+    /// ENDPOINT, STATUS, OUTLIER CHECK, CLUSTER from /clusters (istioctl pc endpoint)
+    #[command(visible_alias = "endpoint")]
+    Endpoints(EndpointsCmd),
+    /// Certificates: RESOURCE NAME, TYPE, STATUS, VALID CERT, SERIAL NUMBER, NOT AFTER, NOT BEFORE
+    #[command(visible_alias = "secret")]
+    Secrets(TargetCmd),
+    /// Istio, proxy and Envoy versions and the node; -o json prints the bootstrap itself
+    Bootstrap(TargetCmd),
+    /// Every table above, in order
+    All(TargetCmd),
+    /// JWT providers per listener with the keys the proxy holds (and istiod's placeholder keys)
+    Jwt(TargetCmd),
+    /// RBAC policies (AuthorizationPolicies) per listener: action, permissions, principals
+    Rbac(TargetCmd),
+    /// Envoy stats (GET /stats), e.g. --filter 'jwt_authn.*denied'
+    Stats(StatsCmd),
+    /// Port-forward the admin UI to 127.0.0.1 until Ctrl-C (istioctl dashboard envoy)
+    Dashboard(DashboardCmd),
+}
+
+impl ViewCmd {
+    fn target(&self) -> Option<&String> {
+        match self {
+            ViewCmd::Clusters(c) => c.target.as_ref(),
+            ViewCmd::Listeners(c) => c.target.as_ref(),
+            ViewCmd::Routes(c) => c.target.as_ref(),
+            ViewCmd::Endpoints(c) => c.target.as_ref(),
+            ViewCmd::Secrets(c)
+            | ViewCmd::Bootstrap(c)
+            | ViewCmd::All(c)
+            | ViewCmd::Jwt(c)
+            | ViewCmd::Rbac(c) => c.target.as_ref(),
+            ViewCmd::Stats(c) => c.target.as_ref(),
+            ViewCmd::Dashboard(c) => c.target.as_ref(),
+        }
+    }
+}
+
+/// Just a target.
+#[derive(Debug, Clone, ClapArgs)]
+struct TargetCmd {
+    /// Pod as NAME, pod/NAME or deploy/NAME (or -l / -A, or -f FILE, or --admin-url)
+    target: Option<String>,
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+struct ClustersCmd {
+    /// Pod as NAME, pod/NAME or deploy/NAME (or -l / -A, or -f FILE, or --admin-url)
+    target: Option<String>,
+    /// Only clusters whose name contains this FQDN
+    #[arg(long)]
+    fqdn: Option<String>,
+    /// Only clusters of this port (|PORT| in the name)
+    #[arg(long)]
+    port: Option<u32>,
+    /// Only clusters whose name contains this subset
+    #[arg(long)]
+    subset: Option<String>,
+    /// Only clusters whose name contains this direction (inbound, outbound)
+    #[arg(long)]
+    direction: Option<String>,
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+struct ListenersCmd {
+    /// Pod as NAME, pod/NAME or deploy/NAME (or -l / -A, or -f FILE, or --admin-url)
+    target: Option<String>,
+    /// Only listeners on this address
+    #[arg(long)]
+    address: Option<String>,
+    /// Only listeners on this port
+    #[arg(long)]
+    port: Option<u32>,
+    /// Only listeners of this type: HTTP, TCP, HTTP+TCP, UNKNOWN
+    #[arg(long = "type", value_name = "TYPE")]
+    listener_type: Option<String>,
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+struct RoutesCmd {
+    /// Pod as NAME, pod/NAME or deploy/NAME (or -l / -A, or -f FILE, or --admin-url)
+    target: Option<String>,
+    /// Only the route configuration with this name
+    #[arg(long)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+struct EndpointsCmd {
+    /// Pod as NAME, pod/NAME or deploy/NAME (or -l / -A, or -f CLUSTERS.json, or --admin-url)
+    target: Option<String>,
+    /// Only endpoints of this cluster
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Only endpoints with this address
+    #[arg(long)]
+    address: Option<String>,
+    /// Only endpoints with this port
+    #[arg(long)]
+    port: Option<u32>,
+    /// Only endpoints with this status: HEALTHY, UNHEALTHY, DRAINING, TIMEOUT, DEGRADED, UNKNOWN
+    #[arg(long)]
+    status: Option<String>,
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+struct StatsCmd {
+    /// Pod as NAME, pod/NAME or deploy/NAME (or -l / -A, or -f STATS.txt, or --admin-url)
+    target: Option<String>,
+    /// Only stats whose name matches this regular expression
+    #[arg(long, value_name = "REGEX")]
+    filter: Option<String>,
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+struct DashboardCmd {
+    /// Pod as NAME, pod/NAME or deploy/NAME (or --admin-url)
+    target: Option<String>,
+    /// Local port (0 = any free port)
+    #[arg(long, default_value_t = 15000)]
+    port: u16,
+    /// Open the URL in a browser (xdg-open / open)
+    #[arg(long)]
+    browser: bool,
+}
+
+impl Args {
+    /// Rules clap cannot express across a subcommand: the raw dump's flags need no VIEW, and the
+    /// target is given once (before or after the VIEW).
+    pub(crate) fn validate(&self) -> Result<(), clap::Error> {
+        let conflict =
+            |msg: &str| Err(command().error(clap::error::ErrorKind::ArgumentConflict, msg));
+        let Some(view) = &self.view else {
+            return Ok(());
+        };
+        let raw = &self.raw;
+        if raw.include_eds
+            || raw.resource.is_some()
+            || raw.name_regex.is_some()
+            || raw.output_dir.is_some()
+        {
+            return conflict(
+                "--include-eds, --resource, --name-regex and --output-dir apply to the raw dump (no VIEW)",
+            );
+        }
+        if self.target.is_some() && view.target().is_some() {
+            return conflict("give the target once: kubectl envoy-dump VIEW TARGET");
+        }
+        Ok(())
+    }
+
+    /// Convert once into the library's plain options.
+    pub(crate) fn into_options(self) -> Result<Options, meshdebug::Error> {
+        let outer_target = self.target.clone();
+        let (target, view) = match self.view {
+            None => (
+                self.target,
+                View::Raw(RawOptions {
+                    include_eds: self.raw.include_eds,
+                    resource: self.raw.resource,
+                    name_regex: self.raw.name_regex,
+                    output_dir: self.raw.output_dir,
+                }),
+            ),
+            Some(ViewCmd::Clusters(c)) => (
+                c.target,
+                View::Clusters(ClusterFilter {
+                    fqdn: c.fqdn,
+                    port: c.port,
+                    subset: c.subset,
+                    direction: c.direction,
+                }),
+            ),
+            Some(ViewCmd::Listeners(c)) => (
+                c.target,
+                View::Listeners(ListenerFilter {
+                    address: c.address,
+                    port: c.port,
+                    listener_type: c.listener_type,
+                }),
+            ),
+            Some(ViewCmd::Routes(c)) => (c.target, View::Routes(RouteFilter { name: c.name })),
+            Some(ViewCmd::Endpoints(c)) => (
+                c.target,
+                View::Endpoints(EndpointFilter {
+                    cluster: c.cluster,
+                    address: c.address,
+                    port: c.port,
+                    status: c.status,
+                }),
+            ),
+            Some(ViewCmd::Secrets(c)) => (c.target, View::Secrets),
+            Some(ViewCmd::Bootstrap(c)) => (c.target, View::Bootstrap),
+            Some(ViewCmd::All(c)) => (c.target, View::All),
+            Some(ViewCmd::Jwt(c)) => (c.target, View::Jwt),
+            Some(ViewCmd::Rbac(c)) => (c.target, View::Rbac),
+            Some(ViewCmd::Stats(c)) => (c.target, View::Stats { filter: c.filter }),
+            Some(ViewCmd::Dashboard(c)) => (
+                c.target,
+                View::Dashboard(DashboardOptions {
+                    port: c.port,
+                    browser: c.browser,
+                }),
+            ),
+        };
+        let target = target.or(outer_target);
+        let cluster = meshdebug::cluster::ClusterOptions::from(&self.cluster);
+        let timeout = cluster.request_timeout;
+        let source = Source::from_flags(
+            self.input.file,
+            self.proxy.admin_url,
+            target.as_deref(),
+            cluster,
+            self.proxy.container,
+            self.proxy.admin_port,
+        )?;
+        Ok(Options {
+            view,
+            source,
+            render: self.output.render_options(),
+            timeout,
+        })
+    }
+}
+
+/// The command with the long help's examples and exit codes.
+pub(crate) fn command() -> clap::Command {
+    Args::command().after_long_help(format!("{EXAMPLES}\n\n{}", meshdebug::cli::EXIT_CODES_HELP))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::FromArgMatches;
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        let mut full = vec!["kubectl-envoy-dump"];
+        full.extend(argv);
+        let args = Args::from_arg_matches(&command().try_get_matches_from(full)?)?;
+        args.validate()?;
+        Ok(args)
+    }
+
+    #[test]
+    fn command_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn raw_dump_of_a_pod() {
+        let a = parse(&["productpage-1", "-n", "bookinfo", "--include-eds"]).unwrap();
+        assert_eq!(a.target.as_deref(), Some("productpage-1"));
+        assert!(a.view.is_none());
+        let o = a.into_options().unwrap();
+        assert!(matches!(
+            o.view,
+            View::Raw(RawOptions {
+                include_eds: true,
+                ..
+            })
+        ));
+        assert!(matches!(o.source, Source::Pods { .. }));
+    }
+
+    #[test]
+    fn views_take_their_own_target_and_filters() {
+        let a = parse(&["clusters", "deploy/reviews", "--port", "9080", "-o", "json"]).unwrap();
+        let o = a.into_options().unwrap();
+        let View::Clusters(f) = o.view else {
+            panic!("{:?}", o.view)
+        };
+        assert_eq!(f.port, Some(9080));
+        let Source::Pods { target, .. } = o.source else {
+            panic!()
+        };
+        assert_eq!(
+            target.kind,
+            meshdebug::cluster::TargetKind::Deployment("reviews".into())
+        );
+        let a = parse(&["listeners", "-f", "d.json", "--type", "HTTP"]).unwrap();
+        let o = a.into_options().unwrap();
+        assert!(matches!(o.source, Source::File(_)));
+        let a = parse(&["-n", "x", "stats", "p", "--filter", "rbac"]).unwrap();
+        assert_eq!(a.cluster.namespace.as_deref(), Some("x"));
+        let a = parse(&["pod-1", "routes", "-o", "yaml"]).unwrap();
+        let o = a.into_options().unwrap();
+        assert!(matches!(o.view, View::Routes(_)));
+        let Source::Pods { target, .. } = o.source else {
+            panic!()
+        };
+        assert_eq!(
+            target.kind,
+            meshdebug::cluster::TargetKind::Pod("pod-1".into())
+        );
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(parse(&["clusters", "p", "--include-eds"]).is_err());
+        assert!(parse(&["--include-eds", "clusters", "p"]).is_err());
+        assert!(parse(&["p", "clusters", "q"]).is_err());
+        assert!(parse(&["clusters", "p", "--bogus"]).is_err());
+        assert!(parse(&["dashboard", "p", "--port", "70000"]).is_err());
+        let a = parse(&["routes", "p", "-f", "d.json"]).unwrap();
+        assert!(a.into_options().is_err(), "a pod and a file");
+        let a = parse(&["routes"]).unwrap();
+        assert!(a.into_options().is_err(), "no source");
+    }
+
+    #[test]
+    fn dashboard_defaults_to_port_15000() {
+        let a = parse(&["dashboard", "p"]).unwrap();
+        let o = a.into_options().unwrap();
+        assert!(matches!(
+            o.view,
+            View::Dashboard(DashboardOptions {
+                port: 15000,
+                browser: false
+            })
+        ));
+    }
+}
