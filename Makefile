@@ -72,7 +72,7 @@ demo: envoy build ## start the simulated `seed` mesh and run each plugin against
 clean-cache: ## remove the downloaded Envoy and other caches
 	rm -rf $(CACHE)
 
-# Release archives and krew manifests (scripts/dist.sh does the work; the release workflow and
+# Release archives and krew manifests (krew/dist.sh does the work; the release workflow and
 # the e2e krew test call the same script). VERSION (v-prefixed, default v<workspace version>) and
 # KREW_URL_BASE (default https://github.com/meshdebug/meshdebug/releases/download/<tag>/) can be
 # given on the command line.
@@ -81,12 +81,12 @@ DIST_DIR ?= $(CURDIR)/dist
 
 dist: ## release build + archives for this machine: dist/<plugin>_<version>_<os>_<arch>.tar.gz, SHA256SUMS
 	$(CARGO) build --release --locked $(foreach p,$(PLUGINS),-p kubectl-$(p))
-	BIN_DIR=$(CURDIR)/target/release DIST_DIR=$(DIST_DIR) scripts/dist.sh archives
+	BIN_DIR=$(CURDIR)/target/release DIST_DIR=$(DIST_DIR) krew/dist.sh archives
 
 krew: dist ## krew manifests with the real sha256 of the archives in dist/ -> dist/krew/<plugin>.yaml
-	DIST_DIR=$(DIST_DIR) scripts/dist.sh krew
+	DIST_DIR=$(DIST_DIR) krew/dist.sh krew
 	@if [ -x $(SHARED)/tools/validate-krew-manifest ]; then $(SHARED)/tools/validate-krew-manifest $(DIST_DIR)/krew/*.yaml; \
 	else echo "krew: $(SHARED)/tools/validate-krew-manifest not found, validation skipped"; fi
 
 krew-check: ## krew/*.yaml agree with krew/templates/ and pass the krew-index rules (no build)
-	VALIDATOR=$(SHARED)/tools/validate-krew-manifest scripts/dist.sh check
+	VALIDATOR=$(SHARED)/tools/validate-krew-manifest krew/dist.sh check

@@ -562,6 +562,9 @@ impl ControlPlane {
         let Some(l) = &self.inner.replicas[i].live else {
             return;
         };
+        // one sync at a time, each from a fresh snapshot: a late one with an older snapshot
+        // would remove proxies a newer one just listed
+        let mut known = lock(&l.known);
         let status = l.xds.status();
         let mut now = BTreeSet::new();
         for p in &status {
@@ -588,7 +591,6 @@ impl ControlPlane {
             }
             now.insert(key);
         }
-        let mut known = lock(&l.known);
         for gone in known.difference(&now) {
             l.istiod.remove_proxy(gone);
         }

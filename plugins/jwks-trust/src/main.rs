@@ -13,8 +13,8 @@ use meshdebug::cli::{
 };
 use meshdebug::jwks::FetchOptions;
 use meshdebug::jwks::command::{
-    AddCaOptions, CaSource, CheckOptions, CommonOptions, DEFAULT_ISTIO_NAMESPACE, InlineOptions,
-    ProviderSource, RefreshOptions, RemoveCaOptions, TokenOptions,
+    AddCaOptions, CaSource, CheckOptions, CommonOptions, InlineOptions, ProviderSource,
+    RefreshOptions, RemoveCaOptions, TokenOptions,
 };
 
 const EXAMPLES: &str = "\
@@ -138,9 +138,9 @@ Exit codes:
 struct Args {
     #[command(subcommand)]
     cmd: Cmd,
-    /// The namespace of istiod (and Istio's root namespace)
-    #[arg(short = 'i', long, value_name = "NS", default_value = DEFAULT_ISTIO_NAMESPACE, global = true)]
-    istio_namespace: String,
+    /// The namespace of istiod (and Istio's root namespace); default: where the istiod/istio-pilot pods run, else istio-system
+    #[arg(short = 'i', long, value_name = "NS", global = true)]
+    istio_namespace: Option<String>,
     /// Timeout of each key fetch, e.g. 5s (istiod's default)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s", global = true)]
     fetch_timeout: Duration,
@@ -433,7 +433,7 @@ mod tests {
     #[test]
     fn defaults_and_overrides() {
         let a = Args::try_parse_from(["x", "check"]).unwrap();
-        assert_eq!(a.istio_namespace, "istio-system");
+        assert_eq!(a.istio_namespace, None);
         assert_eq!(a.fetch_timeout, Duration::from_secs(5));
         let Cmd::Check(c) = &a.cmd else { panic!() };
         assert!(!c.no_proxies && c.log_lines == 2000);
@@ -450,7 +450,7 @@ mod tests {
             "cp",
         ])
         .unwrap();
-        assert_eq!(a.istio_namespace, "cp");
+        assert_eq!(a.istio_namespace.as_deref(), Some("cp"));
         let Cmd::Inline(i) = &a.cmd else { panic!() };
         assert!(i.dry_run);
         assert_eq!(i.ca.ca_file, vec![PathBuf::from("a.pem")]);

@@ -1,6 +1,7 @@
 //! Cluster access: kubeconfig → one `kube::Client`, target resolution, port-forward.
 
 mod config;
+pub mod control_plane;
 mod error;
 mod port_forward;
 mod target;

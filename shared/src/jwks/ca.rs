@@ -114,7 +114,7 @@ async fn plan(
     c: &CommonOptions,
     deployment: Option<&str>,
 ) -> Result<Plan, crate::Error> {
-    let ns = c.istio_namespace.clone();
+    let ns = c.istio_namespace(cluster).await?;
     let d = istiod::one_istiod(cluster, &ns, deployment).await?;
     let name = d.metadata.name.clone().unwrap_or_default();
     let object = serde_json::to_value(&d).map_err(|source| Error::Encode {

@@ -50,7 +50,8 @@ pub async fn check(
     let c = &opts.common;
     let cluster = crate::cluster::connect(&c.cluster).await?;
     let scope = (!cluster.all_namespaces).then(|| cluster.namespace.clone());
-    let root = c.istio_namespace.as_str();
+    let root_ns = c.istio_namespace(&cluster).await?;
+    let root = root_ns.as_str();
 
     let mut policies: Vec<JwtPolicy> = Vec::new();
     let selector = c.cluster.selector.as_deref();
@@ -252,10 +253,11 @@ pub async fn check(
 
     // 5. What we saw in istiod's log, which sidecars are affected, and the fixes.
     for r in rows.iter().filter(|r| r.problem) {
+        let kind = r.kind.as_str();
         let id = if r.namespace.is_empty() {
-            r.policy.clone()
+            format!("{kind} {}", r.policy)
         } else {
-            format!("{}/{}", r.namespace, r.policy)
+            format!("{kind} {}/{}", r.namespace, r.policy)
         };
         let _ = writeln!(err);
         note(err, &format!("{id} ({}): {}", r.issuer, r.detail));

@@ -28,8 +28,7 @@ pub use super::ca::{AddCaOptions, CaSource, RemoveCaOptions, add_ca, remove_ca};
 pub use super::check::{CheckOptions, check};
 pub use super::inline::{InlineOptions, RefreshOptions, inline, refresh};
 
-/// The Istio namespace when none is given.
-pub const DEFAULT_ISTIO_NAMESPACE: &str = "istio-system";
+pub use crate::cluster::control_plane::DEFAULT_ISTIO_NAMESPACE;
 
 /// Options every subcommand that talks to the cluster shares.
 #[derive(Debug, Clone)]
@@ -38,8 +37,8 @@ pub struct CommonOptions {
     pub cluster: ClusterOptions,
     /// Output.
     pub render: RenderOptions,
-    /// `-i`: istiod's namespace (also Istio's root namespace).
-    pub istio_namespace: String,
+    /// `-i`: istiod's namespace (also Istio's root namespace); `None` = where istiod runs.
+    pub istio_namespace: Option<String>,
     /// Fetch limits.
     pub fetch: FetchOptions,
     /// `--ca-file`: more CAs to trust.
@@ -467,5 +466,18 @@ mod tests {
         assert_eq!(human_secs(200), "3m20s");
         assert_eq!(human_secs(7300), "2h1m");
         assert_eq!(human_secs(90_000), "1d1h");
+    }
+}
+
+impl CommonOptions {
+    /// `-i`, else the namespace where the istiod/istio-pilot pods run, else `istio-system`.
+    pub async fn istio_namespace(&self, cluster: &Cluster) -> Result<String, crate::Error> {
+        Ok(
+            crate::cluster::control_plane::istio_namespace(
+                cluster,
+                self.istio_namespace.as_deref(),
+            )
+            .await?,
+        )
     }
 }

@@ -49,7 +49,7 @@ async fn trust_for_fetch(
     c: &CommonOptions,
     err: &mut dyn Write,
 ) -> Result<Trust, crate::Error> {
-    let t = istiod_trust(cluster, &c.istio_namespace, &c.ca_files).await?;
+    let t = istiod_trust(cluster, &c.istio_namespace(cluster).await?, &c.ca_files).await?;
     if let Some(why) = &t.unreadable {
         note(
             err,
@@ -118,7 +118,8 @@ pub async fn inline(
 ) -> Result<ExitStatus, crate::Error> {
     let c = &opts.common;
     let cluster = crate::cluster::connect(&c.cluster).await?;
-    let root = c.istio_namespace.as_str();
+    let root_ns = c.istio_namespace(&cluster).await?;
+    let root = root_ns.as_str();
     let ns = cluster.namespace.clone();
     let p = policy::get(&cluster, &ns, &opts.policy, root).await?;
     let rules: Vec<RuleAt> = p
@@ -310,7 +311,8 @@ pub async fn refresh(
 ) -> Result<ExitStatus, crate::Error> {
     let c = &opts.common;
     let cluster = crate::cluster::connect(&c.cluster).await?;
-    let root = c.istio_namespace.as_str();
+    let root_ns = c.istio_namespace(&cluster).await?;
+    let root = root_ns.as_str();
     let scope = (!cluster.all_namespaces).then(|| cluster.namespace.clone());
     let mut policies = Vec::new();
     for kind in [PolicyKind::RequestAuthentication, PolicyKind::Policy] {

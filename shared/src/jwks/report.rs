@@ -137,7 +137,12 @@ impl Tabular for RuleCheck {
         };
         let mut r = vec![
             Cell::or_none(&self.namespace),
-            Cell::plain(&self.policy),
+            // kubectl's `kind/name`: a RequestAuthentication and a legacy Policy may share a name
+            Cell::plain(format!(
+                "{}/{}",
+                self.kind.as_str().to_lowercase(),
+                self.policy
+            )),
             Cell::or_none(&self.issuer),
             Cell::or_none(&self.jwks),
             Cell::toned(&self.status, tone),

@@ -5,22 +5,20 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::ListParams;
 
 use super::Error;
 use super::controlz::{self, Scope, ScopeLevel, ScopeRow};
 use super::follow::chain;
 use crate::admin::{self, AdminClient, Endpoint};
-use crate::cluster::{self, Cluster, ClusterOptions};
+use crate::cluster::{self, Cluster, ClusterOptions, control_plane};
 use crate::exit::ExitStatus;
 use crate::fanout;
 use crate::render::{PodRow, RenderOptions, write_rows};
 
 /// Labels of istiod pods (current, then pre-1.5 pilot).
-pub const ISTIOD_SELECTORS: [&str; 2] = ["app=istiod", "istio=pilot"];
+pub use crate::cluster::control_plane::ISTIOD_SELECTORS;
 /// The revision label.
-pub const REVISION_LABEL: &str = "istio.io/rev";
+pub use crate::cluster::control_plane::REVISION_LABEL;
 
 /// Everything `kubectl envoy-log --istiod` needs, free of clap.
 #[derive(Debug, Clone, Default)]
@@ -251,26 +249,8 @@ async fn open(
 /// The Running istiod pods: by `app=istiod` (else `istio=pilot`) in `-i` or any namespace,
 /// filtered by revision and by name.
 async fn find_replicas(cluster: &Cluster, opts: &Options) -> crate::Result<Vec<Replica>> {
-    let api: Api<Pod> = match &opts.istio_namespace {
-        Some(ns) => Api::namespaced(cluster.client.clone(), ns),
-        None => Api::all(cluster.client.clone()),
-    };
-    let scope = opts
-        .istio_namespace
-        .as_ref()
-        .map(|n| format!("in {n}"))
-        .unwrap_or_else(|| "in all namespaces".into());
-    let mut pods = Vec::new();
-    for sel in ISTIOD_SELECTORS {
-        let lp = ListParams::default().labels(sel);
-        let list = cluster
-            .call(format!("list pods -l {sel} {scope}"), api.list(&lp))
-            .await?;
-        if !list.items.is_empty() {
-            pods = list.items;
-            break;
-        }
-    }
+    let pods =
+        control_plane::find_istiod_pods(cluster, opts.istio_namespace.as_deref(), None).await?;
     let name = opts.target.as_deref().map(|t| {
         t.strip_prefix("pod/")
             .or(t.strip_prefix("pods/"))

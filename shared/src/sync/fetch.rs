@@ -4,21 +4,17 @@
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::ListParams;
 
 use super::Error;
 use crate::admin::{self, AdminClient};
+use crate::cluster::control_plane::{self, ISTIOD_SELECTORS, REVISION_LABEL};
 use crate::cluster::{self, Cluster};
 
 /// Where istiod serves `/debug/*` when the pod does not say otherwise (monitoring port).
 pub const MONITORING_PORT: u16 = 15014;
 /// istiod's HTTP port; Istio 1.4 pilot (Maistra 1.x) serves `/debug/*` here too.
 pub const HTTP_PORT: u16 = 8080;
-/// The namespace tried when listing pods across namespaces is forbidden.
-pub const DEFAULT_ISTIO_NAMESPACE: &str = "istio-system";
-
-/// The label selectors that find control-plane pods, newest first (istiod, then 1.4/1.5 pilot).
-const SELECTORS: [&str; 2] = ["app=istiod", "istio=pilot"];
+pub use crate::cluster::control_plane::DEFAULT_ISTIO_NAMESPACE;
 
 /// One Running istiod (or pilot) pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,11 +59,6 @@ impl IstiodPod {
     }
 }
 
-fn is_running(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-}
-
 /// Find the Running control-plane pods: in `istio_namespace` if given, else in every namespace
 /// (falling back to `istio-system` when listing across namespaces is forbidden); `app=istiod`
 /// first, then the 1.4/1.5 pilot's `istio=pilot`; only revision `revision` if given.
@@ -76,48 +67,25 @@ pub async fn find_istiods(
     istio_namespace: Option<&str>,
     revision: Option<&str>,
 ) -> Result<Vec<IstiodPod>, Error> {
-    let mut namespace = istio_namespace.map(str::to_string);
-    let mut tried = Vec::new();
-    for base in SELECTORS {
-        let selector = match revision {
-            Some(r) => format!("{base},istio.io/rev={r}"),
+    let tried: Vec<String> = ISTIOD_SELECTORS
+        .iter()
+        .map(|base| match revision {
+            Some(r) => format!("{base},{REVISION_LABEL}={r}"),
             None => base.to_string(),
-        };
-        let pods = match list(cluster, namespace.as_deref(), &selector).await {
-            Ok(p) => p,
-            Err(e) if namespace.is_none() && e.status_code() == Some(403) => {
-                tracing::info!(
-                    "listing pods in all namespaces is forbidden; looking in {DEFAULT_ISTIO_NAMESPACE}"
-                );
-                namespace = Some(DEFAULT_ISTIO_NAMESPACE.to_string());
-                list(cluster, namespace.as_deref(), &selector)
-                    .await
-                    .map_err(|source| Error::ListIstiod {
-                        scope: scope(namespace.as_deref(), std::slice::from_ref(&selector)),
-                        source: Box::new(source),
-                    })?
-            }
-            Err(source) => {
-                return Err(Error::ListIstiod {
-                    scope: scope(namespace.as_deref(), &[selector]),
-                    source: Box::new(source),
-                });
-            }
-        };
-        tried.push(selector);
-        let mut found: Vec<IstiodPod> = pods
-            .iter()
-            .filter(|p| is_running(p))
-            .map(IstiodPod::from_pod)
-            .collect();
-        if !found.is_empty() {
-            found.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-            return Ok(found);
-        }
+        })
+        .collect();
+    let pods = control_plane::find_istiod_pods(cluster, istio_namespace, revision)
+        .await
+        .map_err(|source| Error::ListIstiod {
+            scope: scope(istio_namespace, &tried),
+            source: Box::new(source),
+        })?;
+    if pods.is_empty() {
+        return Err(Error::NoIstiod {
+            scope: scope(istio_namespace, &tried),
+        });
     }
-    Err(Error::NoIstiod {
-        scope: scope(namespace.as_deref(), &tried),
-    })
+    Ok(pods.iter().map(IstiodPod::from_pod).collect())
 }
 
 fn scope(namespace: Option<&str>, selectors: &[String]) -> String {
@@ -126,25 +94,6 @@ fn scope(namespace: Option<&str>, selectors: &[String]) -> String {
         None => "in any namespace".to_string(),
     };
     format!("{ns} (labels {})", selectors.join(" or "))
-}
-
-async fn list(
-    cluster: &Cluster,
-    namespace: Option<&str>,
-    selector: &str,
-) -> Result<Vec<Pod>, cluster::Error> {
-    let api: Api<Pod> = match namespace {
-        Some(ns) => Api::namespaced(cluster.client.clone(), ns),
-        None => Api::all(cluster.client.clone()),
-    };
-    let scope = namespace
-        .map(|n| format!(" in {n}"))
-        .unwrap_or_else(|| " in all namespaces".into());
-    let lp = ListParams::default().labels(selector);
-    let list = cluster
-        .call(format!("list pods{scope} -l {selector}"), api.list(&lp))
-        .await?;
-    Ok(list.items)
 }
 
 /// Percent-encode a query value (RFC 3986 unreserved characters stay).
@@ -317,12 +266,10 @@ mod tests {
         let i = IstiodPod::from_pod(&p);
         assert_eq!(i.ports, [15015, 15014, 8080]);
         assert_eq!(i.id(), "istio-system/istiod-1");
-        assert!(is_running(&p));
         let p = pod(
             r#"{"metadata":{"name":"istio-pilot-1","namespace":"istio-system"},"status":{"phase":"Pending"}}"#,
         );
         assert_eq!(IstiodPod::from_pod(&p).ports, [15014, 8080]);
-        assert!(!is_running(&p));
     }
 
     #[test]

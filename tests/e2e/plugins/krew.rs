@@ -1,4 +1,4 @@
-//! The krew path: release archives made by `scripts/dist.sh` (what `make dist` runs, here on the
+//! The krew path: release archives made by `krew/dist.sh` (what `make dist` runs, here on the
 //! debug binaries: no release build in `make test`), manifests rendered from
 //! `krew/templates/` with the archives' sha256 (what `make krew` runs), the krew-index rules on
 //! those and on the committed `krew/*.yaml`, and an install laid out as krew lays it out, run
@@ -21,7 +21,7 @@ fn validator() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/validate-krew-manifest")
 }
 
-/// `v` + the workspace version: the tag `scripts/dist.sh` uses by default.
+/// `v` + the workspace version: the tag `krew/dist.sh` uses by default.
 fn version() -> String {
     format!("v{}", env!("CARGO_PKG_VERSION"))
 }
@@ -46,10 +46,10 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
-/// `scripts/dist.sh SUBCOMMAND` with a clean release environment.
+/// `krew/dist.sh SUBCOMMAND` with a clean release environment.
 fn dist(sub: &str, dist_dir: &Path) -> Output {
     run(Command::new("bash")
-        .arg(root().join("scripts/dist.sh"))
+        .arg(root().join("krew/dist.sh"))
         .arg(sub)
         .env("BIN_DIR", plugin_bin_dir())
         .env("DIST_DIR", dist_dir)
@@ -222,7 +222,7 @@ fn release_archives_and_manifests_follow_the_krew_index_rules() {
 
     // The committed manifests are the templates rendered (`make krew-check`).
     run(Command::new("bash")
-        .arg(root().join("scripts/dist.sh"))
+        .arg(root().join("krew/dist.sh"))
         .arg("check")
         .env("VALIDATOR", validator()));
 }

@@ -2,16 +2,16 @@
 # Release packaging for the four plugins: the one implementation behind `make dist`,
 # `make krew`, `make krew-check`, the release workflow and the e2e krew test.
 #
-#   scripts/dist.sh archives    BIN_DIR/kubectl-<plugin>[.exe] + LICENSE + README.md
+#   krew/dist.sh archives    BIN_DIR/kubectl-<plugin>[.exe] + LICENSE + README.md
 #                               -> DIST_DIR/<plugin>_<version>_<os>_<arch>.tar.gz, + SHA256SUMS
-#   scripts/dist.sh checksums   (re)write DIST_DIR/SHA256SUMS over every archive in DIST_DIR
-#   scripts/dist.sh krew        render krew/templates/<plugin>.yaml (the krew-release-bot
+#   krew/dist.sh checksums   (re)write DIST_DIR/SHA256SUMS over every archive in DIST_DIR
+#   krew/dist.sh krew        render krew/templates/<plugin>.yaml (the krew-release-bot
 #                               templates) into KREW_OUT/<plugin>.yaml with the real sha256 of
 #                               the archives in DIST_DIR; platforms without an archive there are
 #                               left out, so every sha256 in the result is real
-#   scripts/dist.sh committed   rewrite krew/<plugin>.yaml (the manifests to submit to krew-index
+#   krew/dist.sh committed   rewrite krew/<plugin>.yaml (the manifests to submit to krew-index
 #                               by hand) from the templates at VERSION, sha256 all zero
-#   scripts/dist.sh check       krew/<plugin>.yaml (the committed manifests) must equal their
+#   krew/dist.sh check       krew/<plugin>.yaml (the committed manifests) must equal their
 #                               template rendered at the manifest's version (sha256 aside), and
 #                               pass the krew-index validator if VALIDATOR is executable
 #
@@ -207,7 +207,7 @@ cmd_committed() {
       cat <<EOF
 # krew-index manifest for \`kubectl $p\`: submit it by hand as plugins/$p.yaml
 # (krew-release-bot only updates plugins already in the index). Generated from
-# krew/templates/$p.yaml by \`scripts/dist.sh committed\`; \`make krew-check\` keeps them in step.
+# krew/templates/$p.yaml by \`krew/dist.sh committed\`; \`make krew-check\` keeps them in step.
 # The sha256 values are all zero: the archives of a release only exist once the release workflow
 # has built them. Before submitting, take dist/krew/$p.yaml from the release assets (or run
 # \`make krew\` on the downloaded archives): same manifest, real sha256 values.
@@ -236,7 +236,7 @@ cmd_check() {
       cat "$tmp/$p.diff" >&2
       rc=1
     fi
-    [[ $v == "$VERSION" ]] || note "krew/$p.yaml is at $v, VERSION is $VERSION (scripts/dist.sh committed updates it)"
+    [[ $v == "$VERSION" ]] || note "krew/$p.yaml is at $v, VERSION is $VERSION (krew/dist.sh committed updates it)"
   done
   if [[ -x $validator ]]; then
     (cd "$ROOT/krew" && "$validator" $(for p in $PLUGINS; do echo "$p.yaml"; done)) || rc=1
