@@ -692,6 +692,32 @@ async fn seed_token_is_rejected_until_the_jwks_is_inlined() {
         .unwrap();
     let p = jwt_provider(&serde_json::from_str(&dump).unwrap());
     assert_eq!(p["local_jwks"]["inline_string"], keys.as_str());
+
+    // deleting the legacy Policy leaves the RequestAuthentication: a token is optional
+    assert!(store.delete(
+        "authentication.istio.io/v1alpha1",
+        "Policy",
+        Some("olaf-customer"),
+        "customerjwt"
+    ));
+    let node = customer.node_id.clone().unwrap();
+    let xds = world.xds_for("olaf-customer", "customer").unwrap();
+    xds.wait_for(WAIT, |all| {
+        let p = all.iter().find(|p| p.node_id == node)?;
+        let view = xds.resources(&node)?;
+        let optional = view
+            .listeners
+            .iter()
+            .any(|l| l["name"] == "virtualInbound" && l.to_string().contains("allow_missing"));
+        (optional && p.synced(&[LISTENER])).then_some(())
+    })
+    .await
+    .unwrap();
+    let (status, body) = world
+        .request("olaf-customer", "customer", "/", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
 }
 
 /// `jwks-trust add-ca`'s fix: the CA in a Secret mounted at /cacerts of the discovery
@@ -752,6 +778,21 @@ async fn adding_the_ca_to_istiod_restarts_it_and_the_fetch_succeeds() {
     let log = std::fs::read_to_string(&pilot.logs["discovery"]).unwrap();
     assert!(!log.contains("x509"), "{log}");
     assert!(log.contains("Starting ADS server"), "{log}");
+    // a key rotation reaches the sidecar once istiod refreshes its cache
+    jwks.rotate();
+    let token2 = jwks.token("bob", "customer", now(), Duration::from_secs(3600));
+    let (status, _) = world
+        .request("olaf-customer", "customer", "/", Some(&token2))
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "istiod still has the old key");
+    world.refresh_jwks().await.unwrap();
+    wait_for_pushed_jwks(&world, "olaf-customer", "customer", &jwks.jwks_json()).await;
+    let (status, body) = world
+        .request("olaf-customer", "customer", "/", Some(&token2))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
     // every proxy reconnected and is in sync again; syncz lists them all
     world.wait_synced(WAIT).await.unwrap();
     let (_, syncz) = get_json(

@@ -753,7 +753,8 @@ pub enum XdsMode {
     /// with the versions istiod pushed, exactly like a real sidecar.
     #[default]
     Ads,
-    /// Everything under `static_resources` (fast; no control plane involved).
+    /// Everything under `static_resources` (fast; istiod runs but no proxy connects, and
+    /// changes of Istio objects in the apiserver do not reach the Envoys).
     Static,
     /// Dynamic resources from files (`path_config_source`); shows as dynamic in config_dump,
     /// but needs about 20 inotify instances per Envoy (see the module docs).

@@ -3,9 +3,13 @@
 
 use std::path::PathBuf;
 
-use clap::{Args as ClapArgs, CommandFactory, Parser, Subcommand};
+use clap::{
+    ArgAction, ArgMatches, Args as ClapArgs, CommandFactory, FromArgMatches, Parser, Subcommand,
+    ValueEnum,
+};
 use meshdebug::cli::{ClusterArgs, InputArgs, OutputArgs, ProxyArgs};
 use meshdebug::dump::clusters::ClusterFilter;
+use meshdebug::dump::diff::{DiffOptions, DiffSection, Side};
 use meshdebug::dump::endpoints::EndpointFilter;
 use meshdebug::dump::listeners::ListenerFilter;
 use meshdebug::dump::routes::RouteFilter;
@@ -20,12 +24,28 @@ Examples:
   kubectl envoy-dump jwt POD                                        # providers and keys
   kubectl envoy-dump stats POD --filter 'rbac.*denied'
   kubectl envoy-dump -l app=reviews --output-dir dumps/             # DIR/<ns>/<pod>.json
-  kubectl envoy-dump dashboard POD --browser                        # 127.0.0.1:15000";
+  kubectl envoy-dump dashboard POD --browser                        # 127.0.0.1:15000
+  kubectl envoy-dump diff reviews-v1-abc reviews-v1-def             # two replicas
+  kubectl envoy-dump diff -f before.json POD                        # before/after an apply";
+
+const DIFF_EXAMPLES: &str = "\
+Each side is a pod (NAME, pod/NAME, deploy/NAME with one pod), a saved dump (-f FILE, repeatable
+here) or --admin-url URL, in the order given: '-' lines come from the first, '+' from the second.
+Resources are sorted, versions and timestamps dropped, enum defaults ignored; secrets are
+compared by name, type, trust domain and CA serial only. Exit 0 when all match, 1 when not.
+
+Examples:
+  kubectl envoy-dump diff reviews-v1-abc reviews-v1-def -n bookinfo   # two replicas
+  kubectl envoy-dump POD > before.json; kubectl apply -f vs.yaml
+  kubectl envoy-dump diff -f before.json POD                          # what the apply changed
+  kubectl envoy-dump diff -f a.json -f b.json --section clusters,routes
+  kubectl envoy-dump diff POD --admin-url http://127.0.0.1:15000 -o json";
 
 const USAGE: &str = "\
 kubectl envoy-dump [OPTIONS] TARGET         (the raw /config_dump)
        kubectl envoy-dump VIEW [TARGET] [OPTIONS]
-       kubectl envoy-dump VIEW -f FILE [OPTIONS]";
+       kubectl envoy-dump VIEW -f FILE [OPTIONS]
+       kubectl envoy-dump diff A B [OPTIONS]      (A, B: pods, -f FILE or --admin-url)";
 
 /// Show a sidecar's Envoy config: the raw /config_dump, or istioctl-grade tables
 #[derive(Debug, Parser)]
@@ -54,6 +74,12 @@ pub(crate) struct Args {
     input: InputArgs,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
+    /// How many times -f was given.
+    #[arg(skip)]
+    files: usize,
+    /// `diff`'s sides (pods, files, admin URLs) in command-line order.
+    #[arg(skip)]
+    sides: Vec<Side>,
 }
 
 /// Flags of the raw dump (no VIEW).
@@ -102,6 +128,9 @@ enum ViewCmd {
     Stats(StatsCmd),
     /// Port-forward the admin UI to 127.0.0.1 until Ctrl-C (istioctl dashboard envoy)
     Dashboard(DashboardCmd),
+    /// Compare two proxies' config (pods, -f FILEs, --admin-url): Match / Don't Match per section
+    #[command(after_help = DIFF_EXAMPLES)]
+    Diff(DiffCmd),
 }
 
 impl ViewCmd {
@@ -118,6 +147,7 @@ impl ViewCmd {
             | ViewCmd::Rbac(c) => c.target.as_ref(),
             ViewCmd::Stats(c) => c.target.as_ref(),
             ViewCmd::Dashboard(c) => c.target.as_ref(),
+            ViewCmd::Diff(c) => c.targets.first(),
         }
     }
 }
@@ -210,15 +240,129 @@ struct DashboardCmd {
     browser: bool,
 }
 
+#[derive(Debug, Clone, ClapArgs)]
+struct DiffCmd {
+    /// Pods as NAME, pod/NAME or deploy/NAME (one pod each); the other side may be -f FILE or --admin-url
+    #[arg(value_name = "TARGET")]
+    targets: Vec<String>,
+    /// Only these sections (comma-separated)
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "SECTION")]
+    section: Vec<SectionArg>,
+}
+
+/// `diff --section` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SectionArg {
+    /// static and dynamic active clusters
+    Clusters,
+    /// static listeners and the active state of dynamic ones
+    Listeners,
+    /// static and dynamic route configs
+    Routes,
+    /// secrets by name, type, trust domain and CA serial (never key material)
+    Secrets,
+}
+
+impl From<SectionArg> for DiffSection {
+    fn from(s: SectionArg) -> Self {
+        match s {
+            SectionArg::Clusters => DiffSection::Clusters,
+            SectionArg::Listeners => DiffSection::Listeners,
+            SectionArg::Routes => DiffSection::Routes,
+            SectionArg::Secrets => DiffSection::Secrets,
+        }
+    }
+}
+
+/// What to run: a view, or `diff`.
+#[derive(Debug)]
+pub(crate) enum Invocation {
+    /// A view (or the raw dump).
+    View(Options),
+    /// `diff A B`.
+    Diff(DiffOptions),
+}
+
+/// Parse the matches into [`Args`], with the command-line positions `diff` orders its sides by,
+/// and check the rules clap cannot express.
+pub(crate) fn from_matches(m: &ArgMatches) -> Result<Args, clap::Error> {
+    let mut args = Args::from_arg_matches(m)?;
+    let sub = m.subcommand_matches("diff");
+    let mut sides: Vec<(usize, Side)> = Vec::new();
+    for (id, matches) in [
+        ("file", Some(m)),
+        ("file", sub),
+        ("admin_url", Some(m)),
+        ("admin_url", sub),
+    ] {
+        let Some(matches) = matches else { continue };
+        let indices = matches.indices_of(id).into_iter().flatten();
+        if id == "file" {
+            let values = matches.get_many::<PathBuf>(id).into_iter().flatten();
+            sides.extend(indices.zip(values).map(|(i, v)| (i, Side::File(v.clone()))));
+        } else {
+            let values = matches.get_many::<String>(id).into_iter().flatten();
+            sides.extend(
+                indices
+                    .zip(values)
+                    .map(|(i, v)| (i, Side::AdminUrl(v.clone()))),
+            );
+        }
+    }
+    if let Some(sub) = sub {
+        let indices = sub.indices_of("targets").into_iter().flatten();
+        let values = sub.get_many::<String>("targets").into_iter().flatten();
+        sides.extend(indices.zip(values).map(|(i, v)| (i, Side::Pod(v.clone()))));
+    }
+    // A global flag's value may show in both the top-level and the subcommand's matches.
+    sides.sort_by_key(|(i, _)| *i);
+    sides.dedup_by(|a, b| a.0 == b.0);
+    args.files = sides
+        .iter()
+        .filter(|(_, s)| matches!(s, Side::File(_)))
+        .count();
+    args.sides = sides.into_iter().map(|(_, s)| s).collect();
+    args.validate()?;
+    Ok(args)
+}
+
 impl Args {
     /// Rules clap cannot express across a subcommand: the raw dump's flags need no VIEW, and the
     /// target is given once (before or after the VIEW).
     pub(crate) fn validate(&self) -> Result<(), clap::Error> {
         let conflict =
             |msg: &str| Err(command().error(clap::error::ErrorKind::ArgumentConflict, msg));
+        let is_diff = matches!(self.view, Some(ViewCmd::Diff(_)));
+        if self.files > 1 && !is_diff {
+            return conflict("-f is given once (more than once only with diff)");
+        }
         let Some(view) = &self.view else {
             return Ok(());
         };
+        if is_diff {
+            if self.target.is_some() {
+                return conflict("give both sides after diff: kubectl envoy-dump diff A B");
+            }
+            if self.cluster.selector.is_some() || self.cluster.all_namespaces {
+                return conflict(
+                    "diff compares two single pods: name them (NAME, pod/NAME, deploy/NAME), not -l or -A",
+                );
+            }
+            if self.sides.len() != 2 {
+                let kind = if self.sides.len() < 2 {
+                    clap::error::ErrorKind::TooFewValues
+                } else {
+                    clap::error::ErrorKind::TooManyValues
+                };
+                return Err(command().error(
+                    kind,
+                    format!(
+                        "diff compares two sources, {} given: pods, -f FILE or --admin-url URL, e.g. kubectl envoy-dump diff POD -f before.json",
+                        self.sides.len()
+                    ),
+                ));
+            }
+        }
         let raw = &self.raw;
         if raw.include_eds
             || raw.resource.is_some()
@@ -235,7 +379,29 @@ impl Args {
         Ok(())
     }
 
-    /// Convert once into the library's plain options.
+    /// Convert once into what to run.
+    pub(crate) fn into_invocation(self) -> Result<Invocation, meshdebug::Error> {
+        let Some(ViewCmd::Diff(d)) = &self.view else {
+            return self.into_options().map(Invocation::View);
+        };
+        let cluster = meshdebug::cluster::ClusterOptions::from(&self.cluster);
+        let mut sides = self.sides.into_iter();
+        let (Some(a), Some(b)) = (sides.next(), sides.next()) else {
+            // `validate` checked there are two.
+            return Err(meshdebug::cluster::Error::NoTarget.into());
+        };
+        Ok(Invocation::Diff(DiffOptions {
+            sides: [a, b],
+            sections: d.section.iter().map(|s| DiffSection::from(*s)).collect(),
+            timeout: cluster.request_timeout,
+            cluster,
+            container: self.proxy.container,
+            admin_port: self.proxy.admin_port,
+            render: self.output.render_options(),
+        }))
+    }
+
+    /// Convert once into the library's plain options of a view.
     pub(crate) fn into_options(self) -> Result<Options, meshdebug::Error> {
         let outer_target = self.target.clone();
         let (target, view) = match self.view {
@@ -288,6 +454,7 @@ impl Args {
                     browser: c.browser,
                 }),
             ),
+            Some(ViewCmd::Diff(_)) => return Err(meshdebug::cluster::Error::NoTarget.into()),
         };
         let target = target.or(outer_target);
         let cluster = meshdebug::cluster::ClusterOptions::from(&self.cluster);
@@ -310,21 +477,21 @@ impl Args {
 }
 
 /// The command with the long help's examples and exit codes.
+/// `-f` may be repeated (for `diff`; [`Args::validate`] rejects it elsewhere).
 pub(crate) fn command() -> clap::Command {
-    Args::command().after_long_help(format!("{EXAMPLES}\n\n{}", meshdebug::cli::EXIT_CODES_HELP))
+    Args::command()
+        .mut_arg("file", |a| a.action(ArgAction::Append))
+        .after_long_help(format!("{EXAMPLES}\n\n{}", meshdebug::cli::EXIT_CODES_HELP))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::FromArgMatches;
 
     fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
         let mut full = vec!["kubectl-envoy-dump"];
         full.extend(argv);
-        let args = Args::from_arg_matches(&command().try_get_matches_from(full)?)?;
-        args.validate()?;
-        Ok(args)
+        from_matches(&command().try_get_matches_from(full)?)
     }
 
     #[test]

@@ -6,10 +6,9 @@ mod args;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::FromArgMatches;
 use meshdebug::ExitStatus;
 
-use crate::args::{Args, command};
+use crate::args::{Args, Invocation, command, from_matches};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -17,23 +16,23 @@ async fn main() -> ExitCode {
     {
         return code;
     }
-    let args = match Args::from_arg_matches(&command().get_matches()) {
+    let args = match from_matches(&command().get_matches()) {
         Ok(a) => a,
         Err(e) => e.exit(),
     };
-    if let Err(e) = args.validate() {
-        e.exit();
-    }
     meshdebug::logging::init(args.output.verbose);
     meshdebug::exit::report(run(args).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitStatus> {
-    let opts = args.into_options()?;
+    let invocation = args.into_invocation()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut err = std::io::stderr();
-    let status = meshdebug::dump::run(&opts, &mut out, &mut err).await?;
+    let status = match &invocation {
+        Invocation::View(opts) => meshdebug::dump::run(opts, &mut out, &mut err).await?,
+        Invocation::Diff(opts) => meshdebug::dump::diff::run(opts, &mut out, &mut err).await?,
+    };
     out.flush()?;
     Ok(status)
 }

@@ -444,8 +444,9 @@ mod formats {
             assert_eq!(v["apiVersion"], "meshdebug.io/v1", "{view}");
         }
         let v = json(&run_ok(&["bootstrap", "-f", d, "-o", "json"]));
+        assert_eq!(v["kind"], "BootstrapConfigDumpList");
         assert_eq!(
-            v["@type"],
+            v["items"][0]["bootstrap"]["@type"],
             "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump"
         );
         let v = json(&run_ok(&[

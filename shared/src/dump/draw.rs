@@ -221,25 +221,22 @@ pub(super) fn render_bootstrap(
     }
     let to_value =
         |raw: &RawValue| -> Value { serde_json::from_str(raw.get()).unwrap_or(Value::Null) };
-    if multi {
-        #[derive(Serialize)]
-        struct Item {
-            pod: String,
-            bootstrap: Value,
-        }
-        let items: Vec<Item> = sections
-            .iter()
-            .map(|(pod, s)| Item {
-                pod: pod.clone().unwrap_or_default(),
-                bootstrap: to_value(s),
-            })
-            .collect();
-        return structured(&Envelope::list("BootstrapConfigDump", &items), ro, out);
+    // The same shape whatever the count: a list of {pod, bootstrap}, the full
+    // BootstrapConfigDump section in `bootstrap` (pod omitted for -f and --admin-url).
+    #[derive(Serialize)]
+    struct Item {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pod: Option<String>,
+        bootstrap: Value,
     }
-    match sections.first() {
-        Some((_, s)) => structured(&to_value(s), ro, out),
-        None => Ok(()),
-    }
+    let items: Vec<Item> = sections
+        .iter()
+        .map(|(pod, s)| Item {
+            pod: pod.clone(),
+            bootstrap: to_value(s),
+        })
+        .collect();
+    structured(&Envelope::list("BootstrapConfigDump", &items), ro, out)
 }
 
 pub(super) fn structured<T: Serialize>(
@@ -458,9 +455,11 @@ mod tests {
         assert!(yaml.contains("kind: RbacPolicyList"), "{yaml}");
         let (bootstrap, _) = captured(View::Bootstrap, OutputFormat::Json);
         let v: Value = serde_json::from_str(&bootstrap).unwrap();
+        assert_eq!(v["kind"], "BootstrapConfigDumpList");
         assert_eq!(
-            v["@type"], "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
-            "bootstrap -o json is the section itself"
+            v["items"][0]["bootstrap"]["@type"],
+            "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
+            "bootstrap -o json carries the whole section"
         );
     }
 }

@@ -9,12 +9,14 @@
 //! - [`jwt`], [`rbac`]: what no other tool shows — JWT providers with the keys the proxy really
 //!   holds (and istiod's placeholder keys), RBAC policies.
 //! - [`stats`]: `/stats`, filtered.
+//! - [`diff`]: two proxies' config compared section by section (`diff A B`).
 //! - [`command`]: fetch (file, `--admin-url`, pods), view, render.
 
 pub mod bootstrap;
 pub mod clusters;
 pub mod command;
 mod dashboard;
+pub mod diff;
 mod draw;
 pub mod endpoints;
 pub mod filter;
@@ -110,6 +112,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A side of `diff` names more (or fewer) than one pod.
+    #[error("{target} matched {} pods{}; diff compares one pod with one other", pods.len(), list(pods))]
+    NotOnePod {
+        /// The target as given, e.g. `deploy/reviews`.
+        target: String,
+        /// The pods it matched.
+        pods: Vec<String>,
+    },
     /// The dashboard's local port could not be opened.
     #[error("cannot listen on {address}")]
     Listen {
@@ -141,10 +151,23 @@ impl Hint for Error {
             Error::NeedsOutputDir { .. } => {
                 Some("e.g. --output-dir dumps/ (one file per pod), or name one pod".into())
             }
+            Error::NotOnePod { pods, .. } => Some(match pods.as_slice() {
+                [a, b, ..] => format!("name the pods, e.g. kubectl envoy-dump diff {a} {b}"),
+                _ => "name the pods: kubectl envoy-dump diff POD_A POD_B".into(),
+            }),
             Error::Listen { .. } => {
                 Some("is the port taken? choose another with --port (0 = any free port)".into())
             }
             _ => None,
         }
+    }
+}
+
+/// ` (a, b)` for a message, or nothing.
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", names.join(", "))
     }
 }

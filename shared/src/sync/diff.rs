@@ -8,17 +8,20 @@
 //! brought to protojson's camelCase on both sides (istiod dumps camelCase, Envoy snake_case) and
 //! v2 resource type URLs to v3, so only real differences remain. Each side is rendered as JSON
 //! with 4-space indentation and sorted keys and compared with a unified diff (context 7).
+//! The normalisation itself lives in [`crate::dump::diff`], shared with `envoy-dump diff`
+//! (it also drops enum fields at their proto3 zero value, e.g. `"type": "STATIC"`).
 
 use std::io::Write;
 use std::path::Path;
 
 use k8s_openapi::jiff::Timestamp;
-use owo_colors::OwoColorize;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Error;
 use super::status::parse_time;
+pub use crate::dump::diff::SectionDiff;
+use crate::dump::diff::{self as shared, unified};
 
 const WHAT: &str = "Envoy config_dump JSON";
 
@@ -101,17 +104,6 @@ impl Comparison {
     }
 }
 
-/// One compared part.
-#[derive(Debug, Clone, Serialize)]
-pub struct SectionDiff {
-    /// Both sides are equal after normalisation.
-    #[serde(rename = "match")]
-    pub matches: bool,
-    /// The unified diff (istiod = `-`, Envoy = `+`); empty when they match.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub diff: String,
-}
-
 /// Parse a config_dump saved or fetched as `source` and normalise it.
 pub fn normalise(source: &Path, bytes: &[u8]) -> Result<Normalised, Error> {
     let dump: ConfigDump = crate::input::parse_json(source, WHAT, bytes)?;
@@ -147,205 +139,24 @@ fn normalise_sections(
     listeners: ListenersDump,
     routes: RoutesDump,
 ) -> Normalised {
-    let mut c: Vec<Map<String, Value>> = clusters
-        .dynamic_active_clusters
-        .into_iter()
-        .map(|mut e| {
-            strip_versions(&mut e);
-            upgrade_type(&mut e, "cluster");
-            e
-        })
-        .collect();
-    c.sort_by_cached_key(|e| inner_name(e, "cluster"));
-
-    let mut l: Vec<Map<String, Value>> = listeners
-        .dynamic_listeners
-        .into_iter()
-        .filter_map(|mut e| {
-            e.remove("draining_state");
-            e.remove("drainingState");
-            e.remove("name");
-            let active = ["active_state", "activeState"]
-                .into_iter()
-                .find(|k| e.contains_key(*k))?;
-            if let Some(Value::Object(a)) = e.get_mut(active) {
-                strip_versions(a);
-                upgrade_type(a, "listener");
-            }
-            Some(e)
-        })
-        .collect();
-    l.sort_by_cached_key(|e| {
-        let a = e.get("active_state").or_else(|| e.get("activeState"));
-        a.and_then(Value::as_object)
-            .map(|a| inner_name(a, "listener"))
-            .unwrap_or_default()
-    });
-
-    let mut newest: Option<Timestamp> = None;
-    let mut r: Vec<Map<String, Value>> = routes
+    let newest: Option<Timestamp> = routes
         .dynamic_route_configs
-        .into_iter()
-        .map(|mut e| {
-            let t = e
-                .get("last_updated")
+        .iter()
+        .filter_map(|e| {
+            e.get("last_updated")
                 .or_else(|| e.get("lastUpdated"))
                 .and_then(Value::as_str)
-                .and_then(parse_time);
-            newest = newest.max(t);
-            strip_versions(&mut e);
-            let rc = if e.contains_key("route_config") {
-                "route_config"
-            } else {
-                "routeConfig"
-            };
-            upgrade_type(&mut e, rc);
-            if let Some(Value::Object(cfg)) = e.get_mut(rc) {
-                let vh = if cfg.contains_key("virtual_hosts") {
-                    "virtual_hosts"
-                } else {
-                    "virtualHosts"
-                };
-                if let Some(Value::Array(hosts)) = cfg.get_mut(vh) {
-                    hosts.sort_by_cached_key(|h| {
-                        h.get("name")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string()
-                    });
-                }
-            }
-            e
+                .and_then(parse_time)
         })
-        .collect();
-    r.sort_by_cached_key(|e| inner_name(e, "route_config").max(inner_name(e, "routeConfig")));
-
-    let render = |key: &str, items: Vec<Map<String, Value>>| -> String {
-        let items = Value::Array(items.into_iter().map(Value::Object).collect());
-        let mut top = Map::new();
-        top.insert(key.to_string(), items);
-        pretty(&camel_keys(Value::Object(top)))
-    };
+        .max();
+    let c = shared::cluster_entries(clusters.dynamic_active_clusters);
+    let l = shared::dynamic_listener_entries(listeners.dynamic_listeners);
+    let r = shared::route_config_entries(routes.dynamic_route_configs);
     Normalised {
-        clusters: render("dynamicActiveClusters", c),
-        listeners: render("dynamicListeners", l),
-        routes: render("dynamicRouteConfigs", r),
+        clusters: shared::render_entries(vec![("dynamicActiveClusters", c)]),
+        listeners: shared::render_entries(vec![("dynamicListeners", l)]),
+        routes: shared::render_entries(vec![("dynamicRouteConfigs", r)]),
         routes_last_updated: newest,
-    }
-}
-
-fn strip_versions(m: &mut Map<String, Value>) {
-    for k in ["version_info", "versionInfo", "last_updated", "lastUpdated"] {
-        m.remove(k);
-    }
-}
-
-/// `name` of the resource under `field` (either case of the field name).
-fn inner_name(m: &Map<String, Value>, field: &str) -> String {
-    let camel = to_camel(field);
-    m.get(field)
-        .or_else(|| m.get(&camel))
-        .and_then(|v| v.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// `envoy.api.v2.X` resource type URLs → their v3 names, so old and new dumps compare.
-fn upgrade_type(m: &mut Map<String, Value>, field: &str) {
-    let camel = to_camel(field);
-    let key = if m.contains_key(field) {
-        field.to_string()
-    } else {
-        camel
-    };
-    if let Some(Value::Object(r)) = m.get_mut(&key)
-        && let Some(Value::String(t)) = r.get_mut("@type")
-    {
-        let v3 = match t.as_str() {
-            "type.googleapis.com/envoy.api.v2.Cluster" => {
-                Some("type.googleapis.com/envoy.config.cluster.v3.Cluster")
-            }
-            "type.googleapis.com/envoy.api.v2.Listener" => {
-                Some("type.googleapis.com/envoy.config.listener.v3.Listener")
-            }
-            "type.googleapis.com/envoy.api.v2.RouteConfiguration" => {
-                Some("type.googleapis.com/envoy.config.route.v3.RouteConfiguration")
-            }
-            _ => None,
-        };
-        if let Some(v3) = v3 {
-            *t = v3.to_string();
-        }
-    }
-}
-
-/// `snake_case` proto field names → protojson `lowerCamelCase`. Keys that are not plain
-/// lowercase identifiers (`@type`, `envoy.filters.http.router`, cluster names) stay as they are.
-fn to_camel(key: &str) -> String {
-    let plain = key
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        && key.starts_with(|c: char| c.is_ascii_lowercase());
-    if !plain || !key.contains('_') {
-        return key.to_string();
-    }
-    let mut out = String::with_capacity(key.len());
-    let mut upper = false;
-    for c in key.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.push(c.to_ascii_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Recursively rename keys to camelCase, with keys in sorted order.
-fn camel_keys(v: Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let sorted: std::collections::BTreeMap<String, Value> = m
-                .into_iter()
-                .map(|(k, v)| (to_camel(&k), camel_keys(v)))
-                .collect();
-            Value::Object(sorted.into_iter().collect())
-        }
-        Value::Array(a) => Value::Array(a.into_iter().map(camel_keys).collect()),
-        other => other,
-    }
-}
-
-/// JSON with 4-space indentation and a final newline.
-fn pretty(v: &Value) -> String {
-    let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    // Serializing a Value into memory cannot fail.
-    let _ = v.serialize(&mut ser);
-    buf.push(b'\n');
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-fn unified(a: &str, b: &str, from: &str, to: &str) -> SectionDiff {
-    if a == b {
-        return SectionDiff {
-            matches: true,
-            diff: String::new(),
-        };
-    }
-    let diff = similar::TextDiff::from_lines(a, b)
-        .unified_diff()
-        .context_radius(7)
-        .header(from, to)
-        .to_string();
-    SectionDiff {
-        matches: false,
-        diff,
     }
 }
 
@@ -390,40 +201,15 @@ fn rfc1123(t: &str) -> Option<String> {
 /// The text istioctl prints: `Clusters Match` or `Clusters Don't Match` plus the diff, for
 /// clusters, listeners and routes (routes with `(RDS last loaded at ...)`).
 pub fn write_text(c: &Comparison, color: bool, out: &mut dyn Write) -> std::io::Result<()> {
-    let parts = [
-        ("Clusters", &c.clusters),
-        ("Listeners", &c.listeners),
-        ("Routes", &c.routes),
-    ];
-    for (name, d) in parts {
-        let verdict = if d.matches { "Match" } else { "Don't Match" };
-        let mut line = format!("{name} {verdict}");
-        if name == "Routes"
-            && let Some(t) = c.rds_last_loaded.as_deref().and_then(rfc1123)
-        {
-            line.push_str(&format!(" (RDS last loaded at {t})"));
-        }
-        if color {
-            if d.matches {
-                line = line.green().to_string();
-            } else {
-                line = line.red().to_string();
-            }
-        }
-        writeln!(out, "{line}")?;
-        for l in d.diff.lines() {
-            if color && l.starts_with('-') && !l.starts_with("---") {
-                writeln!(out, "{}", l.red())?;
-            } else if color && l.starts_with('+') && !l.starts_with("+++") {
-                writeln!(out, "{}", l.green())?;
-            } else if color && l.starts_with("@@") {
-                writeln!(out, "{}", l.cyan())?;
-            } else {
-                writeln!(out, "{l}")?;
-            }
-        }
-    }
-    Ok(())
+    shared::write_verdict(out, "Clusters", "", &c.clusters, color)?;
+    shared::write_verdict(out, "Listeners", "", &c.listeners, color)?;
+    let loaded = c
+        .rds_last_loaded
+        .as_deref()
+        .and_then(rfc1123)
+        .map(|t| format!(" (RDS last loaded at {t})"))
+        .unwrap_or_default();
+    shared::write_verdict(out, "Routes", &loaded, &c.routes, color)
 }
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ impl MeshSpec {
             cluster_ip: format!("10.{}.{}.{}", 96 + (i >> 16) % 64, (i >> 8) & 255, i & 255),
             subsets: if i % 2 == 0 { self.subsets } else { 0 },
             virtual_service: i % 3 == 0,
+            endpoints: self.endpoints.max(1),
         }
     }
 
@@ -107,6 +108,8 @@ pub struct Service {
     pub subsets: usize,
     /// Routed by a VirtualService.
     pub virtual_service: bool,
+    /// How many endpoints (pods).
+    pub endpoints: usize,
 }
 
 impl Service {
