@@ -9,6 +9,7 @@ pub mod apiserver;
 pub mod app;
 pub mod control_plane;
 pub mod envoy;
+pub mod r#gen;
 pub mod istiod;
 pub mod jwks_server;
 pub mod scenario;

@@ -8,5 +8,6 @@ mod completion;
 mod envoy_log;
 mod install;
 mod krew;
+mod output_schema;
 mod rbac;
 mod support;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::MeshSpec;
 use super::resources::{
     cluster_subsets, fixed_clusters, http_listener, load_assignment, outbound_cluster,
-    route_configuration, tcp_listener,
+    route_configuration, tcp_listener, virtual_inbound, virtual_outbound,
 };
 use crate::xds::{CLUSTER, LISTENER};
 
@@ -23,7 +23,10 @@ const UPDATED: &str = "2024-06-20T10:00:01.123Z";
 /// Write the whole dump of `spec`; returns the number of bytes written.
 pub fn write_config_dump(spec: &MeshSpec, out: &mut dyn Write) -> Result<u64> {
     let certs = Certificates::generate()?;
-    let mut w = Counting { inner: out, bytes: 0 };
+    let mut w = Counting {
+        inner: out,
+        bytes: 0,
+    };
     write_sections(spec, &certs, &mut w)?;
     w.flush()?;
     Ok(w.bytes)
@@ -147,13 +150,8 @@ fn write_sections(spec: &MeshSpec, certs: &Certificates, w: &mut Counting<'_>) -
     }
     list.close()?;
     let mut list = List::open(w, "dynamic_listeners")?;
-    let proxy = super::resources::proxy_resources(&MeshSpec {
-        services: 0,
-        ..spec.clone()
-    });
-    // virtualOutbound and virtualInbound (the only listeners of a mesh without services).
-    for l in proxy.listeners.iter().filter(|l| l["name"] != "0.0.0.0_8080") {
-        list.item(&dynamic_listener(l.clone()))?;
+    for l in [virtual_outbound(spec), virtual_inbound(spec)] {
+        list.item(&dynamic_listener(l))?;
     }
     for port in spec.http_ports() {
         list.item(&dynamic_listener(http_listener(port)))?;
@@ -301,16 +299,17 @@ struct Certificates {
 
 impl Certificates {
     fn generate() -> Result<Certificates> {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType,
-        };
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
         let ca_key = KeyPair::generate().context("generating the mesh CA key")?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::OrganizationName, "cluster.local");
+        ca.distinguished_name
+            .push(DnType::OrganizationName, "cluster.local");
         ca.not_before = rcgen::date_time_ymd(2024, 1, 1);
         ca.not_after = rcgen::date_time_ymd(2034, 1, 1);
-        let root = ca.self_signed(&ca_key).context("self-signing the mesh CA")?;
+        let root = ca
+            .self_signed(&ca_key)
+            .context("self-signing the mesh CA")?;
         let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate().context("generating the workload key")?;
         let mut leaf = CertificateParams::new(Vec::<String>::new())?;
@@ -372,15 +371,30 @@ mod tests {
             ]
         );
         // 4 fixed + 14 services + 2 subsets of each of the 7 even ones.
-        assert_eq!(v["configs"][1]["dynamic_active_clusters"].as_array().unwrap().len(), 4 + 14 + 14);
+        assert_eq!(
+            v["configs"][1]["dynamic_active_clusters"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4 + 14 + 14
+        );
         // virtualOutbound, virtualInbound, 5 HTTP ports, 4 TCP services.
-        assert_eq!(v["configs"][3]["dynamic_listeners"].as_array().unwrap().len(), 2 + 5 + 4);
+        assert_eq!(
+            v["configs"][3]["dynamic_listeners"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2 + 5 + 4
+        );
     }
 
     #[test]
     fn sizes_are_predicted() {
         let n = services_for_size(2_000_000).unwrap();
         let bytes = write_config_dump(&MeshSpec::new(n), &mut io::sink()).unwrap();
-        assert!((1_900_000..2_100_000).contains(&bytes), "{n} services: {bytes} bytes");
+        assert!(
+            (1_900_000..2_100_000).contains(&bytes),
+            "{n} services: {bytes} bytes"
+        );
     }
 }

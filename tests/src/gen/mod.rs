@@ -147,8 +147,22 @@ const PORTS: &[(Protocol, u16)] = &[
 ];
 
 const NAMES: &[&str] = &[
-    "reviews", "ratings", "details", "payments", "catalog", "search", "checkout", "inventory",
-    "shipping", "users", "orders", "cart", "frontend", "auth", "billing", "media",
+    "reviews",
+    "ratings",
+    "details",
+    "payments",
+    "catalog",
+    "search",
+    "checkout",
+    "inventory",
+    "shipping",
+    "users",
+    "orders",
+    "cart",
+    "frontend",
+    "auth",
+    "billing",
+    "media",
 ];
 
 #[cfg(test)]
@@ -162,7 +176,10 @@ mod tests {
         let s = spec.service(7);
         assert_eq!(s.name, "inventory-7");
         assert_eq!(s.namespace, "ns-1");
-        assert_eq!(s.cluster_name(""), "outbound|8080||inventory-7.ns-1.svc.cluster.local");
+        assert_eq!(
+            s.cluster_name(""),
+            "outbound|8080||inventory-7.ns-1.svc.cluster.local"
+        );
         assert_eq!(s.subsets, 0);
         assert_eq!(spec.service(2).protocol, Protocol::Tcp);
         assert_eq!(spec.service(0).subset_names(), ["v1", "v2"]);

@@ -37,7 +37,8 @@ pub fn proxy_resources(spec: &MeshSpec) -> ProxyResources {
             r.listeners.push(tcp_listener(&svc));
         }
     }
-    r.listeners.extend(spec.http_ports().into_iter().map(http_listener));
+    r.listeners
+        .extend(spec.http_ports().into_iter().map(http_listener));
     r.listeners.push(virtual_outbound(spec));
     r.listeners.push(virtual_inbound(spec));
     r.routes = spec
@@ -176,7 +177,10 @@ pub fn fixed_clusters() -> Vec<Value> {
 
 /// The endpoints of a service (all of them, or those of one subset).
 pub fn load_assignment(svc: &Service, subset: &str) -> Value {
-    let which: Vec<usize> = match subset.strip_prefix('v').and_then(|n| n.parse::<usize>().ok()) {
+    let which: Vec<usize> = match subset
+        .strip_prefix('v')
+        .and_then(|n| n.parse::<usize>().ok())
+    {
         Some(n) if svc.subsets > 0 => (0..svc.endpoints)
             .filter(|e| e % svc.subsets == n - 1)
             .collect(),
@@ -310,7 +314,8 @@ pub fn tcp_listener(svc: &Service) -> Value {
     })
 }
 
-fn virtual_outbound(spec: &MeshSpec) -> Value {
+/// `virtualOutbound` (15001): whatever no other listener takes, passed through.
+pub fn virtual_outbound(spec: &MeshSpec) -> Value {
     let mut l = json!({
         "@type": LISTENER,
         "name": "virtualOutbound",
@@ -326,7 +331,8 @@ fn virtual_outbound(spec: &MeshSpec) -> Value {
     l
 }
 
-fn virtual_inbound(spec: &MeshSpec) -> Value {
+/// `virtualInbound` (15006): the pod's own port 8080, mTLS and plain text.
+pub fn virtual_inbound(spec: &MeshSpec) -> Value {
     let inbound_routes = json!({"route_config": {
         "name": "inbound|8080||",
         "virtual_hosts": [{"name": "inbound|http|8080", "domains": ["*"], "routes": [{
@@ -413,7 +419,8 @@ pub fn virtual_host(svc: &Service) -> Value {
     let decorator = json!({"operation": format!("{authority}/*")});
     let mut routes = Vec::new();
     if svc.virtual_service {
-        let vs = json!({"filter_metadata": {"istio": {"config": config_path("virtual-service", svc)}}});
+        let vs =
+            json!({"filter_metadata": {"istio": {"config": config_path("virtual-service", svc)}}});
         let api_target = if svc.subsets >= 2 {
             json!({"weighted_clusters": {"clusters": [
                 {"name": svc.cluster_name("v1"), "weight": 90},
@@ -427,8 +434,10 @@ pub fn virtual_host(svc: &Service) -> Value {
         } else {
             json!({"path_separated_prefix": "/api"})
         };
-        routes.push(json!({"name": format!("{}-api", svc.name), "match": api_match,
-            "route": route_action(api_target), "metadata": vs, "decorator": decorator}));
+        routes.push(
+            json!({"name": format!("{}-api", svc.name), "match": api_match,
+            "route": route_action(api_target), "metadata": vs, "decorator": decorator}),
+        );
         routes.push(json!({"name": "default", "match": {"prefix": "/"},
             "route": route_action(json!({"cluster": svc.cluster_name("")})), "metadata": vs, "decorator": decorator}));
     } else {
@@ -480,11 +489,23 @@ mod tests {
             "/apis/networking.istio.io/v1/namespaces/ns-0/destination-rule/reviews-0"
         );
         let cla = &r.endpoints[1];
-        assert_eq!(cla["cluster_name"], "outbound|8080|v1|reviews-0.ns-0.svc.cluster.local");
-        assert_eq!(cla["endpoints"][0]["lb_endpoints"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            cla["cluster_name"],
+            "outbound|8080|v1|reviews-0.ns-0.svc.cluster.local"
+        );
+        assert_eq!(
+            cla["endpoints"][0]["lb_endpoints"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         let rc = r.routes.iter().find(|r| r["name"] == "8080").unwrap();
         let vh = &rc["virtual_hosts"][0];
         assert_eq!(vh["name"], "reviews-0.ns-0.svc.cluster.local:8080");
-        assert_eq!(vh["routes"][0]["route"]["weighted_clusters"]["clusters"][1]["weight"], 10);
+        assert_eq!(
+            vh["routes"][0]["route"]["weighted_clusters"]["clusters"][1]["weight"],
+            10
+        );
     }
 }
