@@ -90,3 +90,12 @@ krew: dist ## krew manifests with the real sha256 of the archives in dist/ -> di
 
 krew-check: ## krew/*.yaml agree with krew/templates/ and pass the krew-index rules (no build)
 	VALIDATOR=$(SHARED)/tools/validate-krew-manifest krew/dist.sh check
+
+# Coverage-guided fuzzing of the parsers (shared/fuzz: cargo-fuzz on the nightly toolchain, not
+# part of `test`). Each target runs FUZZ_SECONDS from corpora seeded with the fixtures in
+# .cache/fuzz/; FUZZ_TARGETS="jwt jwks" picks targets. Crashing inputs: .cache/fuzz/artifacts/.
+FUZZ_SECONDS ?= 30
+.PHONY: fuzz
+
+fuzz: ## fuzz every parser for FUZZ_SECONDS each (nightly; installs cargo-fuzz if missing)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) SHARED=$(SHARED) bash shared/fuzz/run.sh

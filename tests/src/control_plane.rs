@@ -32,7 +32,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -1583,11 +1583,6 @@ pub fn failure_lines(
         _ => {}
     }
     out
-}
-
-/// The pod directory of a pod (as the world lays them out).
-pub fn pod_dir(root: &Path, p: &PodPlan) -> PathBuf {
-    root.join("pods").join(&p.namespace).join(&p.name)
 }
 
 #[cfg(test)]

@@ -108,7 +108,9 @@ pub struct IstioSpec {
     /// version (ISTIO.md §4.3).
     #[serde(default)]
     pub jwks_placeholder: Option<JwksPlaceholder>,
-    /// The error text istiod logs for a failed jwksUri fetch.
+    /// istiod's fetch of any non-loopback jwksUri fails with this text (Go's error, e.g.
+    /// `Get https://sso.example.com/certs: x509: certificate signed by unknown authority`)
+    /// instead of going to the network.
     #[serde(default)]
     pub jwks_fetch_error: Option<String>,
 }

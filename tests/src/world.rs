@@ -15,7 +15,7 @@
 //!   `xds-grpc`: clusters, listeners, routes and endpoints ([`crate::sidecar::resources`]) come
 //!   over real ADS from the istiod replica it is assigned to ([`crate::control_plane`]), so
 //!   config_dump shows dynamic resources as a real sidecar's ([`WorldOptions::xds_mode`]
-//!   [`XdsMode::Static`] puts them in the bootstrap instead: faster, no control plane);
+//!   [`XdsMode::Static`] puts them in the bootstrap instead: faster, nothing pushed);
 //!   `envoy: false` pods exist in the apiserver with an `istio-proxy` container but no process
 //!   (their admin port is not wired, so a port-forward to it fails like a dead pod's);
 //! * gateways (`role: gateway`): a real Envoy with node type `router` and the outbound clusters,

@@ -1,11 +1,11 @@
 //! The flags of `kubectl envoy-dump`: shared ones flattened from `meshdebug::cli`, the raw dump's
 //! own, and one subcommand per view with its filters; converted once into `dump::Options`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{
-    ArgAction, ArgMatches, Args as ClapArgs, CommandFactory, FromArgMatches, Parser, Subcommand,
-    ValueEnum,
+    ArgAction, Args as ClapArgs, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum,
 };
 use meshdebug::cli::{ClusterArgs, InputArgs, OutputArgs, ProxyArgs};
 use meshdebug::dump::clusters::ClusterFilter;
@@ -283,47 +283,53 @@ pub(crate) enum Invocation {
     Diff(DiffOptions),
 }
 
-/// Parse the matches into [`Args`], with the command-line positions `diff` orders its sides by,
-/// and check the rules clap cannot express.
-pub(crate) fn from_matches(m: &ArgMatches) -> Result<Args, clap::Error> {
-    let mut args = Args::from_arg_matches(m)?;
-    let sub = m.subcommand_matches("diff");
-    let mut sides: Vec<(usize, Side)> = Vec::new();
-    for (id, matches) in [
-        ("file", Some(m)),
-        ("file", sub),
-        ("admin_url", Some(m)),
-        ("admin_url", sub),
-    ] {
-        let Some(matches) = matches else { continue };
-        let indices = matches.indices_of(id).into_iter().flatten();
-        if id == "file" {
-            let values = matches.get_many::<PathBuf>(id).into_iter().flatten();
-            sides.extend(indices.zip(values).map(|(i, v)| (i, Side::File(v.clone()))));
-        } else {
-            let values = matches.get_many::<String>(id).into_iter().flatten();
-            sides.extend(
-                indices
-                    .zip(values)
-                    .map(|(i, v)| (i, Side::AdminUrl(v.clone()))),
-            );
+/// Parse the command line into [`Args`] and check the rules clap cannot express.
+///
+/// `diff` orders its sides by their positions after `diff` (clap copies a global flag's value
+/// between the levels, so a `-f` before `diff` could not be placed, or would be lost).
+pub(crate) fn parse_from(argv: Vec<OsString>) -> Result<Args, clap::Error> {
+    let m = command().try_get_matches_from(&argv)?;
+    let mut args = Args::from_arg_matches(&m)?;
+    if let Some(sub) = m.subcommand_matches("diff") {
+        let before_diff = argv
+            .iter()
+            .skip(1)
+            .take_while(|a| a.as_os_str() != "diff")
+            .filter_map(|a| a.to_str());
+        if before_diff.clone().any(names_a_side) {
+            return Err(command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "give diff's sources after diff: kubectl envoy-dump diff A B (-f FILE, --admin-url URL)",
+            ));
         }
+        let mut sides: Vec<(usize, Side)> = Vec::new();
+        let files = sub.get_many::<PathBuf>("file").into_iter().flatten();
+        let at = sub.indices_of("file").into_iter().flatten();
+        sides.extend(at.zip(files).map(|(i, v)| (i, Side::File(v.clone()))));
+        let urls = sub.get_many::<String>("admin_url").into_iter().flatten();
+        let at = sub.indices_of("admin_url").into_iter().flatten();
+        sides.extend(at.zip(urls).map(|(i, v)| (i, Side::AdminUrl(v.clone()))));
+        let pods = sub.get_many::<String>("targets").into_iter().flatten();
+        let at = sub.indices_of("targets").into_iter().flatten();
+        sides.extend(at.zip(pods).map(|(i, v)| (i, Side::Pod(v.clone()))));
+        sides.sort_by_key(|(i, _)| *i);
+        args.sides = sides.into_iter().map(|(_, s)| s).collect();
     }
-    if let Some(sub) = sub {
-        let indices = sub.indices_of("targets").into_iter().flatten();
-        let values = sub.get_many::<String>("targets").into_iter().flatten();
-        sides.extend(indices.zip(values).map(|(i, v)| (i, Side::Pod(v.clone()))));
-    }
-    // A global flag's value may show in both the top-level and the subcommand's matches.
-    sides.sort_by_key(|(i, _)| *i);
-    sides.dedup_by(|a, b| a.0 == b.0);
-    args.files = sides
-        .iter()
-        .filter(|(_, s)| matches!(s, Side::File(_)))
-        .count();
-    args.sides = sides.into_iter().map(|(_, s)| s).collect();
+    args.files = m.get_many::<PathBuf>("file").map_or(0, |f| f.count());
     args.validate()?;
     Ok(args)
+}
+
+/// `-f`, `--file`, `--admin-url` (or `-vf`, `--file=X`, ...).
+fn names_a_side(arg: &str) -> bool {
+    let short = arg
+        .strip_prefix('-')
+        .filter(|rest| !rest.starts_with('-'))
+        .is_some_and(|flags| flags.trim_start_matches(['A', 'v']).starts_with('f'));
+    short
+        || ["--file", "--admin-url"]
+            .iter()
+            .any(|f| arg == *f || arg.strip_prefix(f).is_some_and(|r| r.starts_with('=')))
 }
 
 impl Args {
@@ -489,9 +495,9 @@ mod tests {
     use super::*;
 
     fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
-        let mut full = vec!["kubectl-envoy-dump"];
-        full.extend(argv);
-        from_matches(&command().try_get_matches_from(full)?)
+        let mut full = vec![OsString::from("kubectl-envoy-dump")];
+        full.extend(argv.iter().map(OsString::from));
+        parse_from(full)
     }
 
     #[test]
@@ -558,6 +564,92 @@ mod tests {
         assert!(a.into_options().is_err(), "a pod and a file");
         let a = parse(&["routes"]).unwrap();
         assert!(a.into_options().is_err(), "no source");
+    }
+
+    fn diff(argv: &[&str]) -> DiffOptions {
+        match parse(argv).unwrap().into_invocation().unwrap() {
+            Invocation::Diff(d) => d,
+            Invocation::View(v) => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn diff_sides_keep_the_command_line_order() {
+        let d = diff(&["diff", "pod-a", "deploy/b", "-n", "x"]);
+        assert_eq!(
+            d.sides,
+            [Side::Pod("pod-a".into()), Side::Pod("deploy/b".into())]
+        );
+        assert_eq!(d.cluster.namespace.as_deref(), Some("x"));
+        assert!(d.sections.is_empty());
+        let d = diff(&["diff", "pod-a", "-f", "before.json"]);
+        assert_eq!(
+            d.sides,
+            [Side::Pod("pod-a".into()), Side::File("before.json".into())]
+        );
+        let d = diff(&["diff", "-f", "before.json", "pod-a"]);
+        assert_eq!(
+            d.sides,
+            [Side::File("before.json".into()), Side::Pod("pod-a".into())]
+        );
+        let d = diff(&["-o", "json", "diff", "-f", "a.json", "-f", "b.json"]);
+        assert_eq!(
+            d.sides,
+            [Side::File("a.json".into()), Side::File("b.json".into())]
+        );
+        let d = diff(&["-n", "diff", "diff", "p", "--file=x.json"]);
+        assert_eq!(
+            d.sides,
+            [Side::Pod("p".into()), Side::File("x.json".into())]
+        );
+        let d = diff(&[
+            "diff",
+            "--admin-url",
+            "http://h:1",
+            "p",
+            "--section",
+            "routes,clusters",
+        ]);
+        assert_eq!(
+            d.sides,
+            [Side::AdminUrl("http://h:1".into()), Side::Pod("p".into())]
+        );
+        assert_eq!(d.sections, vec![DiffSection::Routes, DiffSection::Clusters]);
+    }
+
+    #[test]
+    fn diff_usage_errors() {
+        assert!(parse(&["diff", "p"]).is_err(), "one side");
+        assert!(parse(&["diff"]).is_err(), "no side");
+        assert!(parse(&["diff", "a", "b", "c"]).is_err(), "three sides");
+        assert!(parse(&["diff", "a", "-f", "x", "-f", "y"]).is_err());
+        assert!(parse(&["a", "diff", "b"]).is_err(), "target before diff");
+        assert!(parse(&["diff", "a", "b", "-l", "app=x"]).is_err());
+        assert!(parse(&["diff", "a", "b", "-A"]).is_err());
+        assert!(parse(&["diff", "a", "b", "--section", "bogus"]).is_err());
+        assert!(parse(&["diff", "a", "b", "--include-eds"]).is_err());
+        let e = parse(&["clusters", "-f", "a", "-f", "b"]).unwrap_err();
+        assert!(
+            e.to_string().contains("more than once only with diff"),
+            "{e}"
+        );
+        assert!(parse(&["-f", "a", "-f", "b"]).is_err());
+        for before in [
+            &["-f", "a"][..],
+            &["--file=a"],
+            &["-vf", "a"],
+            &["--admin-url", "u"],
+        ] {
+            let mut argv = before.to_vec();
+            argv.extend(["diff", "p"]);
+            let e = parse(&argv).unwrap_err();
+            assert!(
+                e.to_string().contains("sources after diff"),
+                "{argv:?}: {e}"
+            );
+        }
+        assert!(names_a_side("-f") && names_a_side("-Afx") && !names_a_side("-n"));
+        assert!(!names_a_side("--filex") && !names_a_side("-nf"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use meshdebug::ExitStatus;
 
-use crate::args::{Args, Invocation, command, from_matches};
+use crate::args::{Args, Invocation, parse_from};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
     {
         return code;
     }
-    let args = match from_matches(&command().get_matches()) {
+    let args = match parse_from(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(e) => e.exit(),
     };

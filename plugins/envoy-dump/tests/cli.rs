@@ -91,6 +91,7 @@ mod help {
             "rbac",
             "stats",
             "dashboard",
+            "diff",
         ] {
             assert!(r.stdout.contains(&format!("\n  {view} ")), "{view}: {r:?}");
         }
@@ -494,6 +495,217 @@ mod formats {
     }
 }
 
+mod diff {
+    use super::*;
+
+    /// The capture with one real change (a cluster's connect_timeout) plus noise that is not a
+    /// difference: reversed order, new last_updated, `"type": "STATIC"` spelled out.
+    fn changed(dir: &Path, real_change: bool) -> PathBuf {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(capture("config_dump.json")).unwrap()).unwrap();
+        for s in v["configs"].as_array_mut().unwrap() {
+            if s["@type"].as_str().unwrap().ends_with("ClustersConfigDump") {
+                let list = s["static_clusters"].as_array_mut().unwrap();
+                if real_change {
+                    list[0]["cluster"]["connect_timeout"] = "9s".into();
+                }
+                for c in list.iter_mut() {
+                    c["last_updated"] = "2031-01-01T00:00:00.000Z".into();
+                    if c["cluster"].get("type").is_none() {
+                        c["cluster"]["type"] = "STATIC".into();
+                    }
+                }
+                list.reverse();
+            }
+        }
+        let p = dir.join(if real_change {
+            "after.json"
+        } else {
+            "noise.json"
+        });
+        std::fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+        p
+    }
+
+    #[test]
+    fn same_config_matches_with_exit_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = capture("config_dump.json");
+        let noise = changed(dir.path(), false);
+        let r = run_ok(&[
+            "diff",
+            "-f",
+            before.to_str().unwrap(),
+            "-f",
+            noise.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            r.stdout, "Clusters Match\nListeners Match\nRoutes Match\nSecrets Match\n",
+            "{r:?}"
+        );
+        assert!(r.stderr.is_empty(), "{r:?}");
+        let r = run_ok(&[
+            "diff",
+            "-f",
+            before.to_str().unwrap(),
+            "-f",
+            before.to_str().unwrap(),
+            "--section",
+            "routes,secrets,routes",
+        ]);
+        assert_eq!(r.stdout, "Routes Match\nSecrets Match\n", "{r:?}");
+    }
+
+    #[test]
+    fn a_real_change_exits_1_with_a_labelled_diff() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = capture("config_dump.json");
+        let (before, after) = (before.to_str().unwrap(), changed(dir.path(), true));
+        let after = after.to_str().unwrap();
+        let r = run(&["diff", "-f", before, "-f", after]);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(
+            r.stdout.starts_with(&format!(
+                "Clusters Don't Match\n--- {before}\n+++ {after}\n@@ "
+            )),
+            "{r:?}"
+        );
+        assert!(
+            r.stdout.contains(
+                "\n-                \"connectTimeout\": \"1s\",\n+                \"connectTimeout\": \"9s\",\n"
+            ),
+            "{r:?}"
+        );
+        assert!(
+            !r.stdout.contains("STATIC"),
+            "enum defaults are no difference: {r:?}"
+        );
+        assert!(
+            r.stdout
+                .ends_with("Listeners Match\nRoutes Match\nSecrets Match\n"),
+            "{r:?}"
+        );
+        // reversed sides, reversed signs
+        let r = run(&["diff", "-f", after, "-f", before, "--section", "clusters"]);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(
+            r.stdout
+                .contains("\n-                \"connectTimeout\": \"9s\","),
+            "{r:?}"
+        );
+
+        let r = run(&["diff", "-f", before, "-f", after, "-o", "json"]);
+        assert_eq!(r.code, 1, "{r:?}");
+        let v = json(&r);
+        assert_eq!(v["apiVersion"], "meshdebug.io/v1");
+        assert_eq!(v["kind"], "ConfigDiff");
+        assert_eq!(v["from"], before);
+        assert_eq!(v["to"], after);
+        assert_eq!(v["match"], false);
+        let sections: Vec<_> = v["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["section"].as_str().unwrap(),
+                    s["match"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sections,
+            [
+                ("clusters", false),
+                ("listeners", true),
+                ("routes", true),
+                ("secrets", true)
+            ]
+        );
+        assert!(v["sections"][0]["diff"].as_str().unwrap().contains("+++ "));
+        let r = run(&["diff", "-f", before, "-f", after, "-o", "yaml"]);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(
+            r.stdout
+                .starts_with("apiVersion: meshdebug.io/v1\nkind: ConfigDiff\n"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn secrets_never_show_key_material() {
+        let f = istio("current/pc-secret/istio/config_dump.json");
+        let empty = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(empty.path(), r#"{"configs": []}"#).unwrap();
+        let r = run(&[
+            "diff",
+            "-f",
+            empty.path().to_str().unwrap(),
+            "-f",
+            f.to_str().unwrap(),
+            "--section",
+            "secrets",
+        ]);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(
+            r.stdout.contains("+            \"name\": \"ROOTCA\","),
+            "{r:?}"
+        );
+        for secret in ["BEGIN", "inline_bytes", "inlineBytes", "privateKey", "LS0t"] {
+            assert!(!r.stdout.contains(secret), "{secret}: {r:?}");
+        }
+        assert!(
+            r.stderr
+                .contains("has no SecretsConfigDump section; compared as empty"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn usage_and_input_errors_exit_2() {
+        let f = capture("config_dump.json");
+        let f = f.to_str().unwrap();
+        for (args, needle) in [
+            (&["diff", "pod-a"][..], "diff compares two sources, 1 given"),
+            (&["diff", "-f", f][..], "diff compares two sources, 1 given"),
+            (
+                &["diff", "a", "b", "c"][..],
+                "diff compares two sources, 3 given",
+            ),
+            (&["diff", "a", "b", "-l", "app=x"][..], "not -l or -A"),
+            (
+                &["diff", "a", "b", "--section", "x"][..],
+                "invalid value 'x'",
+            ),
+            (
+                &["clusters", "-f", f, "-f", f][..],
+                "more than once only with diff",
+            ),
+        ] {
+            let r = run(args);
+            assert_eq!(r.code, 2, "{args:?}: {r:?}");
+            assert!(
+                r.stderr.contains(needle),
+                "{args:?}: want {needle:?}: {r:?}"
+            );
+            assert!(r.stdout.is_empty(), "{r:?}");
+        }
+        let r = run(&["diff", "-f", f, "-f", "/nonexistent/x.json"]);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(r.stderr.contains("/nonexistent/x.json"), "{r:?}");
+        assert!(r.stdout.is_empty(), "{r:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let cut = dir.path().join("cut.json");
+        std::fs::write(&cut, &std::fs::read(f).unwrap()[..5000]).unwrap();
+        let r = run(&["diff", "-f", f, "-f", cut.to_str().unwrap()]);
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(r.stderr.contains("byte 4999"), "{r:?}");
+        // pods need a cluster: a hermetic HOME has no kubeconfig
+        let r = run(&["diff", "pod-a", "-f", f]);
+        assert_eq!(r.code, 2, "{r:?}");
+    }
+}
+
 /// A real Envoy with a minimal bootstrap; killed on drop.
 struct Envoy {
     child: Child,
@@ -678,6 +890,45 @@ static_resources:
         ");
         let r = run_ok(&["dashboard", "--admin-url", admin]);
         assert_eq!(r.stdout.trim(), admin);
+    }
+
+    #[test]
+    fn diff_two_live_envoys_and_a_saved_dump() {
+        // Two "replicas" of the same config, and one whose cluster differs.
+        let (a, b) = (Envoy::start(BOOTSTRAP), Envoy::start(BOOTSTRAP));
+        let c = Envoy::start(&BOOTSTRAP.replace("connect_timeout: 1s", "connect_timeout: 2s"));
+        let dir = tempfile::tempdir().unwrap();
+        let saved = |e: &Envoy, name: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, e.get("config_dump")).unwrap();
+            p.to_str().unwrap().to_string()
+        };
+        let (b_json, c_json) = (saved(&b, "b.json"), saved(&c, "c.json"));
+
+        let r = run_ok(&["diff", "--admin-url", &a.admin, "-f", &b_json]);
+        assert_eq!(
+            r.stdout, "Clusters Match\nListeners Match\nRoutes Match\nSecrets Match\n",
+            "{r:?}"
+        );
+        let r = run_ok(&["diff", "-f", &b_json, "--admin-url", &b.admin, "-o", "json"]);
+        assert_eq!(json(&r)["match"], true, "{r:?}");
+
+        let r = run(&["diff", "--admin-url", &a.admin, "-f", &c_json]);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(
+            r.stdout.starts_with(&format!(
+                "Clusters Don't Match\n--- {}\n+++ {c_json}\n",
+                a.admin
+            )),
+            "{r:?}"
+        );
+        assert!(
+            r.stdout.contains(
+                "\n-                \"connectTimeout\": \"1s\",\n+                \"connectTimeout\": \"2s\",\n"
+            ),
+            "{r:?}"
+        );
+        assert!(r.stdout.contains("\nListeners Match\n"), "{r:?}");
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub async fn connect(opts: &ClusterOptions) -> Result<Cluster, Error> {
         }
         None => kube::Config::infer().await.map_err(Error::Infer)?,
     };
+    // We retry 429/5xx a bounded number of times ourselves (Cluster::call); kube's own default
+    // policy retries up to 15 times with growing waits, which looks like a hang.
+    config.default_retry = false;
     if let Some(t) = opts.request_timeout {
         config.connect_timeout = Some(t);
         config.read_timeout = Some(t);
@@ -94,19 +97,60 @@ pub async fn connect(opts: &ClusterOptions) -> Result<Cluster, Error> {
     })
 }
 
+/// Default request parameters, for calls built inside a retry closure (which may not return
+/// references to temporaries).
+pub static POST_PARAMS: std::sync::LazyLock<kube::api::PostParams> =
+    std::sync::LazyLock::new(Default::default);
+/// See [`POST_PARAMS`].
+pub static LIST_ALL: std::sync::LazyLock<kube::api::ListParams> =
+    std::sync::LazyLock::new(Default::default);
+/// See [`POST_PARAMS`].
+pub static DELETE_PARAMS: std::sync::LazyLock<kube::api::DeleteParams> =
+    std::sync::LazyLock::new(Default::default);
+
+/// How often a call the apiserver answered 429 or 5xx is retried, and the first wait.
+const RETRIES: u32 = 3;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
 impl Cluster {
-    /// Run a cluster call under --request-timeout, mapping kube errors to ours.
-    pub async fn call<T, F>(&self, action: impl Into<String>, fut: F) -> Result<T, Error>
+    /// Run a cluster call under --request-timeout, mapping kube errors to ours. A 429 or 5xx
+    /// answer is retried a few times with exponential backoff (250 ms, 500 ms, 1 s); `make` builds
+    /// the request anew for each try.
+    pub async fn call<T, F, Fut>(&self, action: impl Into<String>, mut make: F) -> Result<T, Error>
     where
-        F: std::future::Future<Output = Result<T, kube::Error>>,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
     {
         let action = action.into();
-        match self.timeout {
-            Some(t) => match tokio::time::timeout(t, fut).await {
-                Ok(r) => r.map_err(|e| Error::from_kube(action, e)),
-                Err(_) => Err(Error::Timeout { action, timeout: t }),
-            },
-            None => fut.await.map_err(|e| Error::from_kube(action, e)),
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 0;
+        loop {
+            let result = match self.timeout {
+                Some(t) => match tokio::time::timeout(t, make()).await {
+                    Ok(r) => r.map_err(|e| Error::from_kube(action.clone(), e)),
+                    Err(_) => return Err(Error::Timeout { action, timeout: t }),
+                },
+                None => make()
+                    .await
+                    .map_err(|e| Error::from_kube(action.clone(), e)),
+            };
+            match result {
+                Err(e) if attempt < RETRIES && e.status_code().is_some_and(is_retryable) => {
+                    attempt += 1;
+                    tracing::info!(
+                        "{e}; retry {attempt}/{RETRIES} in {}ms",
+                        backoff.as_millis()
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                other => return other,
+            }
         }
     }
+}
+
+/// 429 Too Many Requests and 5xx: the apiserver may answer the same request later.
+fn is_retryable(code: u16) -> bool {
+    code == 429 || (500..=599).contains(&code)
 }

@@ -95,7 +95,7 @@ async fn list(
         .unwrap_or_else(|| " in all namespaces".into());
     let lp = ListParams::default().labels(selector);
     Ok(cluster
-        .call(format!("list pods{scope} -l {selector}"), api.list(&lp))
+        .call(format!("list pods{scope} -l {selector}"), || api.list(&lp))
         .await?
         .items)
 }

@@ -6,7 +6,7 @@ mod error;
 mod port_forward;
 mod target;
 
-pub use config::{Cluster, ClusterOptions, connect};
+pub use config::{Cluster, ClusterOptions, DELETE_PARAMS, LIST_ALL, POST_PARAMS, connect};
 pub use error::Error;
 pub use port_forward::{Forward, forward};
 pub use target::{

@@ -39,10 +39,11 @@ pub async fn forward(
         source: Box::new(e),
     };
     let mut tunnel = cluster
-        .call(
-            format!("create pods/portforward {namespace}/{pod}"),
-            api.portforward(pod, &[port]),
-        )
+        .call(format!("create pods/portforward {namespace}/{pod}"), || {
+            let api = api.clone();
+            let pod = pod.to_string();
+            async move { api.portforward(&pod, &[port]).await }
+        })
         .await
         .map_err(wrap)?;
     let stream = tunnel.take_stream(port);

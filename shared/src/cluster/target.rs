@@ -132,7 +132,7 @@ pub async fn resolve_pods(cluster: &Cluster, target: &Target) -> Result<Resolved
         TargetKind::Pod(name) => {
             let api: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
             let pod = cluster
-                .call(format!("get pod {ns}/{name}"), api.get(name))
+                .call(format!("get pod {ns}/{name}"), || api.get(name))
                 .await?;
             let p = proxy_pod(pod, target)?;
             return Ok(Resolved {
@@ -143,7 +143,7 @@ pub async fn resolve_pods(cluster: &Cluster, target: &Target) -> Result<Resolved
         TargetKind::Deployment(name) => {
             let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), ns);
             let d = cluster
-                .call(format!("get deployment {ns}/{name}"), api.get(name))
+                .call(format!("get deployment {ns}/{name}"), || api.get(name))
                 .await?;
             let sel = deployment_selector(&d);
             let pods = list_pods(cluster, Some(ns), Some(&sel)).await?;
@@ -196,7 +196,7 @@ async fn list_pods(
         .unwrap_or_else(|| " in all namespaces".into());
     let sel = selector.map(|s| format!(" -l {s}")).unwrap_or_default();
     let list = cluster
-        .call(format!("list pods{scope}{sel}"), api.list(&lp))
+        .call(format!("list pods{scope}{sel}"), || api.list(&lp))
         .await?;
     Ok(list.items)
 }

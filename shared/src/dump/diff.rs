@@ -756,3 +756,217 @@ pub fn write_text(d: &ConfigDiff, color: bool, out: &mut dyn Write) -> std::io::
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn fixture(rel: &str) -> Vec<u8> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/istio")
+            .join(rel);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn capture() -> Vec<u8> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/envoy-dump/config_dump.json");
+        std::fs::read(p).unwrap()
+    }
+
+    fn norm(label: &str, bytes: &[u8]) -> Normalised {
+        normalise(label, bytes, &DiffSection::ALL).unwrap()
+    }
+
+    fn text(d: &ConfigDiff) -> String {
+        let mut out = Vec::new();
+        write_text(d, false, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn sections_of(v: &mut Value) -> &mut Vec<Value> {
+        v["configs"].as_array_mut().unwrap()
+    }
+
+    fn section<'a>(v: &'a mut Value, kind: &str) -> &'a mut Value {
+        sections_of(v)
+            .iter_mut()
+            .find(|s| s["@type"].as_str().unwrap().ends_with(kind))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_dump_matches_itself() {
+        let a = norm("a", &capture());
+        assert!(a.missing.is_empty(), "{:?}", a.missing);
+        let d = compare("a", &a, "b", &a);
+        assert!(d.matches);
+        assert_eq!(
+            text(&d),
+            "Clusters Match\nListeners Match\nRoutes Match\nSecrets Match\n"
+        );
+    }
+
+    #[test]
+    fn order_versions_times_and_enum_defaults_are_not_differences() {
+        let mut v: Value = serde_json::from_slice(&capture()).unwrap();
+        let clusters = section(&mut v, "ClustersConfigDump");
+        let list = clusters["static_clusters"].as_array_mut().unwrap();
+        list.reverse();
+        for c in list.iter_mut() {
+            c["last_updated"] = "2030-01-01T00:00:00Z".into();
+            if c["cluster"].get("type").is_none() {
+                c["cluster"]["type"] = "STATIC".into();
+            }
+            if c["cluster"].get("lb_policy").is_none() {
+                c["cluster"]["lb_policy"] = "ROUND_ROBIN".into();
+            }
+        }
+        let listeners = section(&mut v, "ListenersConfigDump");
+        listeners["static_listeners"]
+            .as_array_mut()
+            .unwrap()
+            .reverse();
+        let other = serde_json::to_vec(&v).unwrap();
+        let d = compare("a", &norm("a", &capture()), "b", &norm("b", &other));
+        assert!(d.matches, "{}", text(&d));
+    }
+
+    #[test]
+    fn a_real_change_shows_in_its_section_only() {
+        let mut v: Value = serde_json::from_slice(&capture()).unwrap();
+        let clusters = section(&mut v, "ClustersConfigDump");
+        clusters["static_clusters"][0]["cluster"]["connect_timeout"] = "9s".into();
+        let other = serde_json::to_vec(&v).unwrap();
+        let d = compare(
+            "ns/pod-a",
+            &norm("a", &capture()),
+            "before.json",
+            &norm("b", &other),
+        );
+        assert!(!d.matches);
+        let t = text(&d);
+        assert!(
+            t.starts_with("Clusters Don't Match\n--- ns/pod-a\n+++ before.json\n@@"),
+            "{t}"
+        );
+        assert!(t.contains("\n-                \"connectTimeout\": \"1s\",\n+                \"connectTimeout\": \"9s\",\n"), "{t}");
+        assert!(
+            t.ends_with("Listeners Match\nRoutes Match\nSecrets Match\n"),
+            "{t}"
+        );
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["kind"], "ConfigDiff");
+        assert_eq!(json["match"], false);
+        assert_eq!(json["sections"][0]["section"], "clusters");
+        assert!(json["sections"][1].get("diff").is_none());
+    }
+
+    #[test]
+    fn secrets_are_compared_by_metadata_only() {
+        let bytes = fixture("current/pc-secret/istio/config_dump.json");
+        let n = normalise("s", &bytes, &[DiffSection::Secrets]).unwrap();
+        insta::assert_snapshot!(n.sections[&DiffSection::Secrets], @r#"
+        {
+            "secrets": [
+                {
+                    "caSerialNumber": "0193a543fe2b0d9cd4847675394dfc54",
+                    "name": "ROOTCA",
+                    "status": "ACTIVE",
+                    "type": "CA"
+                },
+                {
+                    "name": "configmap://some/thing",
+                    "status": "WARMING"
+                },
+                {
+                    "name": "default",
+                    "status": "ACTIVE",
+                    "trustDomain": "cluster.local",
+                    "type": "Cert Chain"
+                }
+            ]
+        }
+        "#);
+        assert_eq!(n.sections.len(), 1, "only the section asked for");
+    }
+
+    #[test]
+    fn a_missing_section_is_noted_and_compared_as_empty() {
+        let empty = normalise("e", br#"{"configs": []}"#, &[DiffSection::Routes]).unwrap();
+        assert_eq!(empty.missing, vec![DiffSection::Routes]);
+        let full = normalise("f", &capture(), &[DiffSection::Routes]).unwrap();
+        assert!(full.missing.is_empty());
+        let d = compare("e", &empty, "f", &full);
+        assert_eq!(d.sections.len(), 1);
+        assert!(!d.matches);
+    }
+
+    #[test]
+    fn malformed_dump_is_a_decode_error() {
+        let e = normalise("d.json", b"{\"configs\": [x]}", &DiffSection::ALL).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("d.json: Envoy config_dump is not valid"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn enum_defaults_only_at_their_messages() {
+        let mut v = serde_json::json!({
+            "cluster": {"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+                        "type": "STATIC", "lbPolicy": "LEAST_REQUEST", "dnsLookupFamily": "AUTO",
+                        "loadAssignment": {"endpoints": [{"lbEndpoints": [{"endpoint": {"address":
+                            {"socketAddress": {"address": "1.2.3.4", "protocol": "TCP"}}}}]}]}},
+            "listener": {"trafficDirection": "UNSPECIFIED",
+                         "address": {"socketAddress": {"protocol": "UDP"}}},
+            "other": {"type": "STATIC"}
+        });
+        drop_enum_defaults(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "cluster": {"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+                            "lbPolicy": "LEAST_REQUEST",
+                            "loadAssignment": {"endpoints": [{"lbEndpoints": [{"endpoint": {"address":
+                                {"socketAddress": {"address": "1.2.3.4"}}}}]}]}},
+                "listener": {"address": {"socketAddress": {"protocol": "UDP"}}},
+                "other": {"type": "STATIC"}
+            })
+        );
+        let mut not_a_cluster = serde_json::json!({"cluster": {"@type": "type.googleapis.com/x.Other", "type": "STATIC"}});
+        let before = not_a_cluster.clone();
+        drop_enum_defaults(&mut not_a_cluster);
+        assert_eq!(not_a_cluster, before);
+    }
+
+    #[test]
+    fn sections_asked_for_are_deduplicated_in_output_order() {
+        assert_eq!(wanted(&[]), DiffSection::ALL.to_vec());
+        assert_eq!(
+            wanted(&[
+                DiffSection::Secrets,
+                DiffSection::Clusters,
+                DiffSection::Secrets
+            ]),
+            vec![DiffSection::Clusters, DiffSection::Secrets]
+        );
+    }
+
+    #[test]
+    fn colour_marks_verdicts_and_lines() {
+        let d = SectionDiff {
+            matches: false,
+            diff: "--- a\n+++ b\n@@ -1 +1 @@\n-x\n+y\n".into(),
+        };
+        let mut out = Vec::new();
+        write_verdict(&mut out, "Routes", " (x)", &d, true).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        assert!(
+            t.starts_with("\u{1b}[31mRoutes Don't Match (x)\u{1b}[39m\n--- a\n+++ b\n"),
+            "{t:?}"
+        );
+    }
+}

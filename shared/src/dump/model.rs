@@ -1,7 +1,14 @@
 //! `/config_dump` as typed sections, dispatched on their `@type` (v3 `envoy.admin.v3.*ConfigDump`
 //! and the `envoy.admin.v2alpha.*ConfigDump` of Istio ≤1.4 proxies). Sections we do not model stay
 //! as raw JSON, so `-o json` passes them through untouched.
+//!
+//! Large dumps (hundreds of MB): the bytes are scanned once for the `configs` array, each
+//! section's `@type` is read from its first key, and a section's JSON is kept as a zero-copy
+//! slice of the input. [`ConfigDump::from_bytes`] decodes only the section kind a view needs.
 
+use std::ops::Range;
+
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -24,10 +31,23 @@ pub struct ConfigDump {
 pub struct Section {
     /// Its `@type`.
     pub type_url: String,
-    /// The JSON as received.
-    pub raw: Box<RawValue>,
+    /// The JSON as received: a slice of the dump's bytes (no copy).
+    text: Bytes,
     /// The typed form, for the sections the views read.
     pub body: SectionBody,
+}
+
+impl Section {
+    /// The JSON as received.
+    pub fn raw(&self) -> Option<&RawValue> {
+        // Validated when the dump was parsed; this re-reads only this section.
+        serde_json::from_slice(&self.text).ok()
+    }
+
+    /// The JSON as received, as bytes.
+    pub fn raw_bytes(&self) -> &[u8] {
+        &self.text
+    }
 }
 
 /// The typed content of a section.
@@ -43,6 +63,8 @@ pub enum SectionBody {
     Routes(RoutesDump),
     /// `SecretsConfigDump`.
     Secrets(SecretsDump),
+    /// A section of a known kind left undecoded ([`ConfigDump::from_bytes`] with another kind).
+    Undecoded(SectionKind),
     /// Anything else (ScopedRoutes, Endpoints, Ecds, ...): kept raw.
     Other,
 }
@@ -129,11 +151,18 @@ struct Header {
 }
 
 impl ConfigDump {
-    /// Parse the bytes of a `/config_dump` response or file.
+    /// Parse the bytes of a `/config_dump` response or file, decoding every known section.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let parsed = match not_an_object(bytes) {
+        Self::from_bytes(Bytes::copy_from_slice(bytes), None)
+    }
+
+    /// Parse a `/config_dump` without copying it, decoding only the sections of kind `only`
+    /// (every known section when `None`); the other known sections are
+    /// [`SectionBody::Undecoded`]. Errors in sections that are not decoded go unnoticed.
+    pub fn from_bytes(bytes: Bytes, only: Option<SectionKind>) -> Result<Self, DecodeError> {
+        let parsed = match not_an_object(&bytes) {
             Some(e) => Err(e),
-            None => serde_json::from_slice::<Wire<'_>>(bytes),
+            None => serde_json::from_slice::<Wire<'_>>(&bytes),
         };
         let wire = parsed.map_err(|source| {
             let (line, column) = (source.line(), source.column());
@@ -141,19 +170,26 @@ impl ConfigDump {
                 what: "Envoy config_dump".into(),
                 line,
                 column,
-                offset: crate::input::byte_offset(bytes, line, column),
+                offset: crate::input::byte_offset(&bytes, line, column),
                 source,
             }
         })?;
         let base = bytes.as_ptr() as usize;
-        let mut sections = Vec::with_capacity(wire.configs.len());
-        for raw in wire.configs {
-            let text = raw.get();
-            let start = (text.as_ptr() as usize).saturating_sub(base);
+        let spans: Vec<Range<usize>> = wire
+            .configs
+            .iter()
+            .map(|raw| {
+                let start = (raw.get().as_ptr() as usize).saturating_sub(base);
+                start..start + raw.get().len()
+            })
+            .collect();
+        let mut sections = Vec::with_capacity(spans.len());
+        for span in spans {
+            let text = bytes.slice(span.clone());
             let at = |what: &str, source: serde_json::Error| {
-                let offset = start
-                    + crate::input::byte_offset(text.as_bytes(), source.line(), source.column());
-                let (line, column) = line_column(bytes, offset);
+                let offset =
+                    span.start + crate::input::byte_offset(&text, source.line(), source.column());
+                let (line, column) = line_column(&bytes, offset);
                 DecodeError {
                     what: what.to_string(),
                     line,
@@ -162,15 +198,22 @@ impl ConfigDump {
                     source,
                 }
             };
-            let header: Header =
-                serde_json::from_str(text).map_err(|e| at("config_dump section", e))?;
-            let body = match SectionKind::of_type_url(&header.type_url) {
+            let type_url = match leading_type(&text) {
+                Some(t) => t,
+                None => {
+                    serde_json::from_slice::<Header>(&text)
+                        .map_err(|e| at("config_dump section", e))?
+                        .type_url
+                }
+            };
+            let body = match SectionKind::of_type_url(&type_url) {
                 None => SectionBody::Other,
-                Some(kind) => decode_body(kind, text).map_err(|e| at(&header.type_url, e))?,
+                Some(kind) if only.is_some_and(|o| o != kind) => SectionBody::Undecoded(kind),
+                Some(kind) => decode_body(kind, &text).map_err(|e| at(&type_url, e))?,
             };
             sections.push(Section {
-                type_url: header.type_url,
-                raw: raw.to_owned(),
+                type_url,
+                text,
                 body,
             });
         }
@@ -190,7 +233,7 @@ impl ConfigDump {
         self.sections
             .iter()
             .find(|s| s.body.kind() == Some(kind))
-            .map(|s| &*s.raw)
+            .and_then(Section::raw)
     }
 
     /// `BootstrapConfigDump`.
@@ -238,19 +281,30 @@ impl SectionBody {
             Self::Listeners(_) => SectionKind::Listeners,
             Self::Routes(_) => SectionKind::Routes,
             Self::Secrets(_) => SectionKind::Secrets,
+            Self::Undecoded(kind) => *kind,
             Self::Other => return None,
         })
     }
 }
 
-fn decode_body(kind: SectionKind, text: &str) -> Result<SectionBody, serde_json::Error> {
+fn decode_body(kind: SectionKind, text: &[u8]) -> Result<SectionBody, serde_json::Error> {
     Ok(match kind {
-        SectionKind::Bootstrap => SectionBody::Bootstrap(Box::new(serde_json::from_str(text)?)),
-        SectionKind::Clusters => SectionBody::Clusters(serde_json::from_str(text)?),
-        SectionKind::Listeners => SectionBody::Listeners(serde_json::from_str(text)?),
-        SectionKind::Routes => SectionBody::Routes(serde_json::from_str(text)?),
-        SectionKind::Secrets => SectionBody::Secrets(serde_json::from_str(text)?),
+        SectionKind::Bootstrap => SectionBody::Bootstrap(Box::new(serde_json::from_slice(text)?)),
+        SectionKind::Clusters => SectionBody::Clusters(serde_json::from_slice(text)?),
+        SectionKind::Listeners => SectionBody::Listeners(serde_json::from_slice(text)?),
+        SectionKind::Routes => SectionBody::Routes(serde_json::from_slice(text)?),
+        SectionKind::Secrets => SectionBody::Secrets(serde_json::from_slice(text)?),
     })
+}
+
+/// The `@type` of a section whose first key is `"@type"` (as Envoy writes them), read without
+/// scanning the rest of the section; `None` for any other layout.
+fn leading_type(text: &[u8]) -> Option<String> {
+    let rest = text.trim_ascii_start().strip_prefix(b"{")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b"\"@type\"")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b":")?;
+    let mut de = serde_json::Deserializer::from_slice(rest);
+    String::deserialize(&mut de).ok()
 }
 
 /// The parse error of a document that is not a JSON object (serde would read an array into a
@@ -277,10 +331,15 @@ impl Serialize for ConfigDump {
         struct Out<'a> {
             configs: Vec<&'a RawValue>,
         }
-        Out {
-            configs: self.sections.iter().map(|x| &*x.raw).collect(),
-        }
-        .serialize(s)
+        let configs = self
+            .sections
+            .iter()
+            .map(|x| {
+                x.raw()
+                    .ok_or_else(|| serde::ser::Error::custom("section is not JSON"))
+            })
+            .collect::<Result<_, S::Error>>()?;
+        Out { configs }.serialize(s)
     }
 }
 
@@ -323,6 +382,41 @@ mod tests {
             assert!(ConfigDump::from_slice(text).is_err(), "{text:?}");
         }
         assert!(ConfigDump::from_slice(b" {}").is_ok());
+    }
+
+    #[test]
+    fn only_the_asked_kind_is_decoded() {
+        let text = br#"{"configs": [
+          {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "static_clusters": [{"cluster": {"name": "a"}}]},
+          {"last_updated": "x", "@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", "static_route_configs": 5}
+        ]}"#;
+        let d =
+            ConfigDump::from_bytes(Bytes::from_static(text), Some(SectionKind::Clusters)).unwrap();
+        assert_eq!(d.clusters().unwrap().static_clusters.len(), 1);
+        // Found by its @type (not the first key), not decoded (it would not decode).
+        assert!(matches!(
+            d.sections[1].body,
+            SectionBody::Undecoded(SectionKind::Routes)
+        ));
+        assert!(d.routes().is_none());
+        assert!(d.raw_section(SectionKind::Routes).is_some());
+        assert!(ConfigDump::from_slice(text).is_err());
+    }
+
+    #[test]
+    fn sections_are_slices_of_the_input() {
+        let text = br#"{"configs": [ {"@type" : "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": {}} ]}"#;
+        let d = ConfigDump::from_slice(text).unwrap();
+        assert_eq!(
+            d.sections[0].raw_bytes(),
+            &br#"{"@type" : "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": {}}"#[..]
+        );
+        assert_eq!(
+            leading_type(d.sections[0].raw_bytes()).as_deref(),
+            Some("type.googleapis.com/envoy.admin.v3.BootstrapConfigDump")
+        );
+        assert_eq!(leading_type(br#"{"a": 1, "@type": "x"}"#), None);
+        assert!(d.bootstrap().is_some());
     }
 
     #[test]

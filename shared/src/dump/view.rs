@@ -139,8 +139,13 @@ pub(super) fn decode_error(origin: &str, e: DecodeError) -> Error {
     }
 }
 
-pub(super) fn parse_dump(origin: &str, bytes: Option<&Bytes>) -> Result<ConfigDump, Error> {
-    ConfigDump::from_slice(bytes.map(|b| &b[..]).unwrap_or(b"{}"))
+/// The dump, with only the section `only` decoded (all known sections when `None`).
+pub(super) fn parse_dump(
+    origin: &str,
+    bytes: Option<Bytes>,
+    only: Option<SectionKind>,
+) -> Result<ConfigDump, Error> {
+    ConfigDump::from_bytes(bytes.unwrap_or(Bytes::from_static(b"{}")), only)
         .map_err(|e| decode_error(origin, e))
 }
 
@@ -191,7 +196,7 @@ pub(super) fn build(
         let text = String::from_utf8_lossy(f.stats.as_deref().unwrap_or_default());
         return Ok(ViewData::Stats(stat_rows(&text, re.as_ref())));
     }
-    let dump = parse_dump(origin, f.dump.as_ref())?;
+    let dump = parse_dump(origin, f.dump, section_of(view))?;
     let need = |kind: SectionKind| missing(origin, kind);
     Ok(match view {
         View::Clusters(filter) => ViewData::Clusters(cluster_rows(

@@ -166,7 +166,7 @@ pub async fn scope_pods(
             let api: Api<Service> = Api::namespaced(cluster.client.clone(), ns);
             for n in names {
                 let svc = cluster
-                    .call(format!("get service {ns}/{n}"), api.get_opt(n))
+                    .call(format!("get service {ns}/{n}"), || api.get_opt(n))
                     .await?;
                 let sel = svc
                     .and_then(|s| s.spec)
@@ -210,7 +210,7 @@ async fn list_pods(
         .unwrap_or_else(|| " in all namespaces".into());
     let sel = selector.map(|s| format!(" -l {s}")).unwrap_or_default();
     Ok(cluster
-        .call(format!("list pods{scope}{sel}"), api.list(&lp))
+        .call(format!("list pods{scope}{sel}"), || api.list(&lp))
         .await?
         .items)
 }

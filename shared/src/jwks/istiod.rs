@@ -5,7 +5,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::Api;
-use kube::api::{ListParams, LogParams, PostParams};
+use kube::api::{ListParams, LogParams};
 use serde_json::Value;
 
 use super::Error;
@@ -22,15 +22,14 @@ pub async fn find_istiod(
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), ns);
     if let Some(n) = name {
         let d = cluster
-            .call(format!("get deployment {ns}/{n}"), api.get(n))
+            .call(format!("get deployment {ns}/{n}"), || api.get(n))
             .await?;
         return Ok(vec![d]);
     }
     let list = cluster
-        .call(
-            format!("list deployments in {ns}"),
-            api.list(&ListParams::default()),
-        )
+        .call(format!("list deployments in {ns}"), || {
+            api.list(&crate::cluster::LIST_ALL)
+        })
         .await?;
     let mut found: Vec<Deployment> = list
         .items
@@ -85,7 +84,7 @@ pub async fn read_bundle(
         BundleSource::Secret { name, key } => {
             let api: Api<Secret> = Api::namespaced(cluster.client.clone(), ns);
             let s = cluster
-                .call(format!("get secret {ns}/{name}"), api.get_opt(name))
+                .call(format!("get secret {ns}/{name}"), || api.get_opt(name))
                 .await?;
             Ok(s.and_then(|s| s.data)
                 .and_then(|d| d.get(key).cloned())
@@ -94,7 +93,7 @@ pub async fn read_bundle(
         BundleSource::ConfigMap { name, key } => {
             let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), ns);
             let c = cluster
-                .call(format!("get configmap {ns}/{name}"), api.get_opt(name))
+                .call(format!("get configmap {ns}/{name}"), || api.get_opt(name))
                 .await?;
             Ok(c.and_then(|c| c.data).and_then(|d| d.get(key).cloned()))
         }
@@ -118,7 +117,7 @@ where
             BundleSource::Secret { name, key } => {
                 let api: Api<Secret> = Api::namespaced(cluster.client.clone(), ns);
                 let cur = cluster
-                    .call(format!("get secret {ns}/{name}"), api.get_opt(name))
+                    .call(format!("get secret {ns}/{name}"), || api.get_opt(name))
                     .await?;
                 let text = cur
                     .as_ref()
@@ -135,10 +134,9 @@ where
                             .get_or_insert_with(Default::default)
                             .insert(key.clone(), ByteString(new.into_bytes()));
                         let r = cluster
-                            .call(
-                                format!("update secret {ns}/{name}"),
-                                api.replace(name, &PostParams::default(), &s),
-                            )
+                            .call(format!("update secret {ns}/{name}"), || {
+                                api.replace(name, &crate::cluster::POST_PARAMS, &s)
+                            })
                             .await;
                         conflict_or(r)?
                     }
@@ -160,10 +158,9 @@ where
                             ..Default::default()
                         };
                         let r = cluster
-                            .call(
-                                format!("create secret {ns}/{name}"),
-                                api.create(&PostParams::default(), &s),
-                            )
+                            .call(format!("create secret {ns}/{name}"), || {
+                                api.create(&crate::cluster::POST_PARAMS, &s)
+                            })
                             .await;
                         conflict_or(r)?
                     }
@@ -172,7 +169,7 @@ where
             BundleSource::ConfigMap { name, key } => {
                 let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), ns);
                 let cur = cluster
-                    .call(format!("get configmap {ns}/{name}"), api.get_opt(name))
+                    .call(format!("get configmap {ns}/{name}"), || api.get_opt(name))
                     .await?;
                 let Some(mut cm) = cur else {
                     return Err(Error::ForeignMount {
@@ -194,10 +191,9 @@ where
                     .get_or_insert_with(Default::default)
                     .insert(key.clone(), new);
                 let r = cluster
-                    .call(
-                        format!("update configmap {ns}/{name}"),
-                        api.replace(name, &PostParams::default(), &cm),
-                    )
+                    .call(format!("update configmap {ns}/{name}"), || {
+                        api.replace(name, &crate::cluster::POST_PARAMS, &cm)
+                    })
                     .await;
                 conflict_or(r)?
             }
@@ -223,10 +219,9 @@ where
 pub async fn delete_secret(cluster: &Cluster, ns: &str, name: &str) -> Result<bool, crate::Error> {
     let api: Api<Secret> = Api::namespaced(cluster.client.clone(), ns);
     let r = cluster
-        .call(
-            format!("delete secret {ns}/{name}"),
-            api.delete(name, &Default::default()),
-        )
+        .call(format!("delete secret {ns}/{name}"), || {
+            api.delete(name, &crate::cluster::DELETE_PARAMS)
+        })
         .await;
     match r {
         Ok(_) => Ok(true),
@@ -257,7 +252,7 @@ where
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), ns);
     for _attempt in 0..2 {
         let cur = cluster
-            .call(format!("get deployment {ns}/{name}"), api.get(name))
+            .call(format!("get deployment {ns}/{name}"), || api.get(name))
             .await?;
         let v = serde_json::to_value(&cur).map_err(|source| Error::Encode {
             what: format!("deployment {ns}/{name}"),
@@ -271,10 +266,9 @@ where
             source,
         })?;
         let r = cluster
-            .call(
-                format!("update deployment {ns}/{name}"),
-                api.replace(name, &PostParams::default(), &d),
-            )
+            .call(format!("update deployment {ns}/{name}"), || {
+                api.replace(name, &crate::cluster::POST_PARAMS, &d)
+            })
             .await;
         if conflict_or(r)? {
             return Ok(true);
@@ -345,11 +339,9 @@ pub async fn istiod_log(
         if sel.is_empty() {
             continue;
         }
+        let lp = ListParams::default().labels(&sel);
         let pods = cluster
-            .call(
-                format!("list pods in {ns} -l {sel}"),
-                api.list(&ListParams::default().labels(&sel)),
-            )
+            .call(format!("list pods in {ns} -l {sel}"), || api.list(&lp))
             .await?;
         for p in pods.items {
             let name = p.metadata.name.clone().unwrap_or_default();
@@ -359,10 +351,9 @@ pub async fn istiod_log(
                 ..LogParams::default()
             };
             let text = cluster
-                .call(
-                    format!("get logs of pod {ns}/{name} -c discovery"),
-                    api.logs(&name, &lp),
-                )
+                .call(format!("get logs of pod {ns}/{name} -c discovery"), || {
+                    api.logs(&name, &lp)
+                })
                 .await?;
             out.extend(text.lines().map(str::to_string));
         }

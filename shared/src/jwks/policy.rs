@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use kube::Api;
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde::{Deserialize, Serialize};
 
@@ -391,7 +391,7 @@ pub async fn list(
             api(cluster, &ar, ns)
         };
         let action = format!("list {}{scope}", ar.plural);
-        match cluster.call(action, a.list(&lp)).await {
+        match cluster.call(action, || a.list(&lp)).await {
             Ok(list) => {
                 let mut out = Vec::new();
                 for o in &list.items {
@@ -442,7 +442,7 @@ pub async fn get_kind(
     for ar in resources(kind) {
         let a = api(cluster, &ar, Some(ns));
         let action = format!("get {} {ns}/{name}", ar.plural);
-        match cluster.call(action, a.get_opt(name)).await {
+        match cluster.call(action, || a.get_opt(name)).await {
             Ok(Some(o)) => {
                 let mut v = to_value(kind, &o)?;
                 if let Some(m) = v.as_object_mut() {
@@ -483,10 +483,9 @@ pub async fn replace(
     let a = api(cluster, &ar, Some(&policy.namespace));
     let action = format!("update {} {}/{}", ar.plural, policy.namespace, policy.name);
     match cluster
-        .call(
-            action,
-            a.replace(&policy.name, &PostParams::default(), &obj),
-        )
+        .call(action, || {
+            a.replace(&policy.name, &crate::cluster::POST_PARAMS, &obj)
+        })
         .await
     {
         Ok(_) => Ok(true),

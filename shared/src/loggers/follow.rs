@@ -133,7 +133,10 @@ async fn pump(cluster: Cluster, source: LogSource, i: usize, tx: mpsc::Sender<Ev
             "follow log of {}/{} container {}",
             source.namespace, source.pod, source.container
         );
-        let stream = match cluster.call(action, api.log_stream(&source.pod, &lp)).await {
+        let stream = match cluster
+            .call(action, || api.log_stream(&source.pod, &lp))
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 let e = Error::Logs {

@@ -149,7 +149,7 @@ pub async fn istio_token(cluster: &Cluster, namespace: &str) -> Result<String, E
     let r = cluster
         .call(
             format!("create serviceaccounts/token {namespace}/default"),
-            api.create_token_request("default", &kube::api::PostParams::default(), &req),
+            || api.create_token_request("default", &crate::cluster::POST_PARAMS, &req),
         )
         .await
         .map_err(|source| Error::XdsToken {

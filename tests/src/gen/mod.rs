@@ -10,6 +10,7 @@
 //! - [`dump`]: the same resources as a sidecar's `GET /config_dump?include_eds` (bootstrap,
 //!   clusters, endpoints, listeners, routes, secrets), streamed to a writer;
 //!   [`dump::services_for_size`] picks N for a target file size.
+//! - [`envoy`]: a real Envoy holding such a config, pushed by the istiod stand-in over ADS.
 //! - [`syncz`]: istiod's answers about N proxies spread over R replicas, as the HTTP
 //!   `/debug/syncz` array or the xDS `istio.io/debug/syncz` `DiscoveryResponse`.
 //!
@@ -17,6 +18,7 @@
 //! two runs give the same bytes.
 
 pub mod dump;
+pub mod envoy;
 pub mod resources;
 pub mod syncz;
 

@@ -254,9 +254,6 @@ fn hcm(stat_prefix: &str, routes: Value) -> Value {
         "stream_idle_timeout": "0s",
         "normalize_path": true,
         "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
-        "request_id_extension": {"typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig",
-            "use_request_id_for_trace_sampling": true}},
     });
     for (k, v) in routes.as_object().into_iter().flatten() {
         h[k] = v.clone();
@@ -384,8 +381,6 @@ fn retry_policy() -> Value {
     json!({
         "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
         "num_retries": 2,
-        "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
         "host_selection_retry_max_attempts": "5",
         "retriable_status_codes": [503],
     })
