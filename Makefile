@@ -99,3 +99,6 @@ FUZZ_SECONDS ?= 30
 
 fuzz: ## fuzz every parser for FUZZ_SECONDS each (nightly; installs cargo-fuzz if missing)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) SHARED=$(SHARED) bash shared/fuzz/run.sh
+
+bench: envoy ## release builds, then whole-process speed/memory figures vs serde_json and jq (not part of test; BENCH_ARGS=...)
+	bash tests/bench/run.sh $(BENCH_ARGS)

@@ -37,6 +37,7 @@ pub fn from_logger(line: &str, loggers: &[String]) -> bool {
 }
 
 enum Event {
+    Opened(usize),
     Line(usize, String),
     Failed(usize, crate::Error),
     Ended,
@@ -88,6 +89,10 @@ pub async fn follow<T, F: Future<Output = T>>(
                         break Err(crate::Error::Render(e.into()));
                     }
                 }
+                Some(Event::Opened(i)) => {
+                    let s = &sources[i];
+                    let _ = writeln!(err, "following the {} log of {}/{} (Ctrl-C to stop)", s.container, s.namespace, s.pod);
+                }
                 Some(Event::Failed(i, e)) => {
                     live -= 1;
                     let s = &sources[i];
@@ -122,6 +127,7 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 async fn pump(cluster: Cluster, source: LogSource, i: usize, tx: mpsc::Sender<Event>) {
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &source.namespace);
     let mut failures = 0u32;
+    let mut announced = false;
     loop {
         let lp = LogParams {
             container: Some(source.container.clone()),
@@ -148,6 +154,12 @@ async fn pump(cluster: Cluster, source: LogSource, i: usize, tx: mpsc::Sender<Ev
                 return;
             }
         };
+        if !announced {
+            announced = true;
+            if tx.send(Event::Opened(i)).await.is_err() {
+                return;
+            }
+        }
         let mut lines = stream.lines();
         let mut got_line = false;
         let read_error = loop {

@@ -238,13 +238,14 @@ fn follow_shows_rbac_debug_lines_of_a_real_request() {
                 "--follow",
                 "--only-changed",
                 "--for",
-                "20s",
+                "30s",
             ],
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // the plugin says when the log stream is open: a request after that must show up
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
     loop {
@@ -254,41 +255,38 @@ fn follow_shows_rbac_debug_lines_of_a_real_request() {
             "stderr closed early: {seen}"
         );
         seen.push_str(&line);
-        if envoy_levels(p.admin.unwrap())["rbac"] == "debug"
-            && (line.contains("follow") || line.contains("restoring"))
-        {
+        if line.contains("following the istio-proxy log") {
             break;
         }
     }
-    let inbound = p.inbound.unwrap();
+    assert_eq!(envoy_levels(p.admin.unwrap())["rbac"], "debug");
+    let (status, _) = http(p.inbound.unwrap(), "GET", "/", &[]);
+    assert_eq!(status, 200);
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut got = String::new();
-    // requests until an [rbac] line shows; each read blocks until the log has a new line
-    for _ in 0..20 {
-        let (status, _) = http(inbound, "GET", "/", &[]);
-        assert!(status > 0);
-        let mut line = String::new();
-        if out.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        got.push_str(&line);
-        if line.contains("[rbac]") || line.contains("rbac") {
-            break;
-        }
-    }
+    let mut line = String::new();
+    assert!(
+        out.read_line(&mut line).unwrap() > 0,
+        "stdout closed; stderr: {seen}"
+    );
     for pid in child_pids(child.id() as i32)
         .into_iter()
         .chain([child.id() as i32])
     {
         unsafe_free_kill(pid);
     }
-    let _ = child.wait();
+    let status = child.wait().unwrap();
     assert!(
-        got.contains("rbac"),
-        "a [rbac] debug line from the request: {got}\nstderr: {seen}"
+        line.contains("[rbac]"),
+        "a [rbac] debug line from the request: {line}"
     );
     assert!(
-        got.lines().all(|l| l.contains("rbac")),
-        "--only-changed keeps only rbac lines: {got}"
+        line.contains("checking request") || line.contains("allowed"),
+        "{line}"
+    );
+    assert_eq!(status.code(), Some(130));
+    assert_ne!(
+        envoy_levels(p.admin.unwrap())["rbac"],
+        "debug",
+        "restored on Ctrl-C"
     );
 }
