@@ -140,6 +140,22 @@ pub enum Error {
         /// Name.
         name: String,
     },
+    /// A policy of the named kind is absent.
+    #[error("no {kind} named {name} in namespace {namespace}")]
+    KindNotFound {
+        /// `RequestAuthentication` or `Policy`.
+        kind: String,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// A `POLICY` argument that is neither `NAME` nor `KIND/NAME`.
+    #[error("{given:?} is not NAME or KIND/NAME with KIND requestauthentication or policy")]
+    BadPolicyRef {
+        /// What was given.
+        given: String,
+    },
     /// The policy has no rule to inline.
     #[error("{policy} has no JWT rule with a jwksUri{}", issuer.as_ref().map(|i| format!(" for issuer {i}")).unwrap_or_default())]
     NothingToInline {
@@ -228,6 +244,17 @@ impl Hint for Error {
             Error::Capture { .. } => Some("is HOST:PORT reachable from here? or pass --cert FILE".into()),
             Error::PolicyNotFound { .. } => Some(
                 "list them: kubectl get requestauthentications.security.istio.io -A".into(),
+            ),
+            Error::KindNotFound { kind, namespace, .. } => Some(format!(
+                "list them: kubectl get {} -n {namespace}",
+                if kind == "Policy" {
+                    "policies.authentication.istio.io"
+                } else {
+                    "requestauthentications.security.istio.io"
+                }
+            )),
+            Error::BadPolicyRef { .. } => Some(
+                "name it as kubectl does: NAME (every kind with that name), requestauthentication/NAME or policy/NAME".into(),
             ),
             Error::NothingToInline { .. } => Some(
                 "inline works on rules with jwksUri; run kubectl jwks-trust check to see the rules".into(),

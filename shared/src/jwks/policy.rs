@@ -431,6 +431,91 @@ pub async fn get(
     .into())
 }
 
+/// A `POLICY` argument: `NAME` (every JWT policy kind: a RequestAuthentication and a legacy
+/// Policy may share a name) or kubectl's `KIND/NAME` (`requestauthentication/NAME`,
+/// `requestauthentications.security.istio.io/NAME`, `ra/NAME`, `policy/NAME`,
+/// `policies.authentication.istio.io/NAME`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRef {
+    /// The kind, when given.
+    pub kind: Option<PolicyKind>,
+    /// The name.
+    pub name: String,
+}
+
+impl PolicyRef {
+    /// Parse `NAME` or `KIND/NAME` (the kind is case-insensitive).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let bad = || Error::BadPolicyRef {
+            given: text.to_string(),
+        };
+        let (kind, name) = match text.split_once('/') {
+            None => (None, text),
+            Some((k, n)) => {
+                let kind = match k.to_ascii_lowercase().as_str() {
+                    "requestauthentication"
+                    | "requestauthentications"
+                    | "requestauthentication.security.istio.io"
+                    | "requestauthentications.security.istio.io"
+                    | "ra" => PolicyKind::RequestAuthentication,
+                    "policy"
+                    | "policies"
+                    | "policy.authentication.istio.io"
+                    | "policies.authentication.istio.io" => PolicyKind::Policy,
+                    _ => return Err(bad()),
+                };
+                (Some(kind), n)
+            }
+        };
+        if name.is_empty() || name.contains('/') {
+            return Err(bad());
+        }
+        Ok(PolicyRef {
+            kind,
+            name: name.to_string(),
+        })
+    }
+
+    /// The kinds this reference can name.
+    pub fn kinds(&self) -> Vec<PolicyKind> {
+        match self.kind {
+            Some(k) => vec![k],
+            None => vec![PolicyKind::RequestAuthentication, PolicyKind::Policy],
+        }
+    }
+}
+
+/// Every policy a [`PolicyRef`] names in `ns` (RequestAuthentication first); an error when
+/// there is none.
+pub async fn get_by_ref(
+    cluster: &Cluster,
+    ns: &str,
+    reference: &PolicyRef,
+    root_ns: &str,
+) -> Result<Vec<JwtPolicy>, crate::Error> {
+    let mut out = Vec::new();
+    for kind in reference.kinds() {
+        if let Some(p) = get_kind(cluster, kind, ns, &reference.name, root_ns).await? {
+            out.push(p);
+        }
+    }
+    if out.is_empty() {
+        return Err(match reference.kind {
+            Some(kind) => Error::KindNotFound {
+                kind: kind.as_str().to_string(),
+                namespace: ns.to_string(),
+                name: reference.name.clone(),
+            },
+            None => Error::PolicyNotFound {
+                namespace: ns.to_string(),
+                name: reference.name.clone(),
+            },
+        }
+        .into());
+    }
+    Ok(out)
+}
+
 /// Get one policy of a kind; `None` when absent (or the API is not served).
 pub async fn get_kind(
     cluster: &Cluster,
@@ -537,6 +622,33 @@ mod tests {
         );
         assert_eq!(p.rules[1].rule.source(), KeySource::Inline);
         assert_eq!(p.rules[2].rule.source(), KeySource::Discovery);
+    }
+
+    #[test]
+    fn policy_refs() {
+        let r = PolicyRef::parse("customerjwt").unwrap();
+        assert_eq!(r.kind, None);
+        assert_eq!(
+            r.kinds(),
+            [PolicyKind::RequestAuthentication, PolicyKind::Policy]
+        );
+        for k in [
+            "requestauthentication",
+            "RequestAuthentication",
+            "requestauthentications.security.istio.io",
+            "ra",
+        ] {
+            let r = PolicyRef::parse(&format!("{k}/customerjwt")).unwrap();
+            assert_eq!(r.kind, Some(PolicyKind::RequestAuthentication), "{k}");
+            assert_eq!(r.name, "customerjwt");
+        }
+        for k in ["policy", "policies", "policies.authentication.istio.io"] {
+            let r = PolicyRef::parse(&format!("{k}/customerjwt")).unwrap();
+            assert_eq!(r.kinds(), [PolicyKind::Policy], "{k}");
+        }
+        for bad in ["deployment/x", "policy/", "/x", "", "ra/a/b"] {
+            assert!(PolicyRef::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

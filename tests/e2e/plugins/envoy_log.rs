@@ -290,3 +290,53 @@ fn follow_shows_rbac_debug_lines_of_a_real_request() {
         "restored on Ctrl-C"
     );
 }
+
+#[test]
+fn istiod_scopes_are_listed_and_set_on_every_replica() {
+    let world = World::start_blocking(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/two-istiods.yaml"
+    ))
+    .unwrap();
+    let pp = PluginPath::install();
+    let replicas = world.control_plane().replicas();
+    assert_eq!(replicas.len(), 2, "the scenario has two istiod replicas");
+    let level = |r: &meshsim::control_plane::Replica| {
+        r.istiod()
+            .unwrap()
+            .scopes()
+            .into_iter()
+            .find(|s| s.name == "model")
+            .map(|s| s.output_level)
+            .unwrap()
+    };
+    assert!(replicas.iter().all(|r| level(r) != "debug"));
+
+    let out = run(&pp, &world, &["envoy-log", "--istiod"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    for r in replicas {
+        assert!(
+            text.contains(r.pod()),
+            "replica {} listed:\n{text}",
+            r.pod()
+        );
+    }
+    assert!(text.lines().next().unwrap().contains("SCOPE"), "{text}");
+
+    let out = run(&pp, &world, &["envoy-log", "--istiod", "model=debug"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        replicas.iter().all(|r| level(r) == "debug"),
+        "set on every replica, not only the first"
+    );
+
+    // an unknown scope changes nothing on any replica
+    let out = run(
+        &pp,
+        &world,
+        &["envoy-log", "--istiod", "model=info", "nosuchscope=debug"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(replicas.iter().all(|r| level(r) == "debug"));
+}

@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod completion;
+mod envoy_dump;
 mod envoy_log;
+mod faults;
 mod install;
 mod krew;
 mod output_schema;
