@@ -52,12 +52,15 @@ Fetches the keys (TLS verified; there is no insecure switch: pass --ca-file, or 
 keys you saved yourself), replaces jwksUri by jwks in the rule, and records the source URI and
 the time in the annotations meshdebug.io/jwks-source and meshdebug.io/jwks-fetched-at, so that
 `refresh` can update the keys after a rotation. Works on RequestAuthentication (v1, v1beta1)
-and the legacy authentication.istio.io/v1alpha1 Policy (inline jwks needs Istio >= 1.3).
+and the legacy authentication.istio.io/v1alpha1 Policy (inline jwks needs Istio >= 1.3). A
+plain NAME fixes every policy of that name (during a migration the RequestAuthentication and
+the legacy Policy often share one); KIND/NAME picks one, as in the POLICY column of `check`.
 
 Examples:
   kubectl jwks-trust inline jwt-olaf -n olaf --dry-run
   kubectl jwks-trust inline jwt-olaf -n olaf --ca-file olaf-root-ca.pem
   kubectl jwks-trust inline jwt-olaf -n olaf --jwks-file certs.json
+  kubectl jwks-trust inline requestauthentication/jwt-olaf -n olaf --ca-file olaf-root-ca.pem
 
 Exit codes:
   0    the policy was updated (or --dry-run printed the diff)
@@ -198,7 +201,7 @@ struct CheckArgs {
 
 #[derive(Debug, ClapArgs)]
 struct InlineArgs {
-    /// The RequestAuthentication or Policy
+    /// NAME (every RequestAuthentication and legacy Policy of that name) or KIND/NAME (requestauthentication/NAME, policy/NAME)
     #[arg(value_name = "POLICY")]
     policy: String,
     #[command(flatten)]

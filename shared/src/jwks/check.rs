@@ -245,13 +245,47 @@ pub async fn check(
             rows.push(ctx.row(p, r.index, &r.rule, result, inline_keys, sidecars));
         }
     }
+    // 5. jwksUris served inside the mesh: istiod's plain fetch meets the workloads' mTLS.
+    let mut meshes: BTreeMap<(String, String), Option<super::mesh::InMesh>> = BTreeMap::new();
+    for row in rows.iter_mut().filter(|r| r.jwks.contains("://")) {
+        let key = (row.jwks.clone(), row.namespace.clone());
+        if !meshes.contains_key(&key) {
+            let m = super::mesh::in_mesh(&cluster, &row.jwks, &row.namespace, root).await;
+            meshes.insert(key.clone(), m);
+        }
+        let Some(Some(m)) = meshes.get(&key) else {
+            continue;
+        };
+        let by = m
+            .decision
+            .policy
+            .as_deref()
+            .map(|p| format!("PeerAuthentication {p}"))
+            .unwrap_or_else(|| "the mesh default".into());
+        if m.decision.mode == super::mesh::MtlsMode::Strict {
+            row.status = "MTLS STRICT".into();
+            row.problem = true;
+            row.detail = format!(
+                "served inside the mesh by service {} port {} (pod port {}); {by} requires mTLS there, and istiod fetches jwksUri without it",
+                m.service, m.port, m.target_port
+            );
+            let mut fixes = m.fixes(root);
+            fixes.append(&mut row.fixes);
+            row.fixes = fixes;
+        } else {
+            row.detail = format!(
+                "{}; served inside the mesh by service {} ({by}: plain fetches allowed)",
+                row.detail, m.service
+            );
+        }
+    }
     rows.sort_by(|a, b| {
         (&a.namespace, &a.policy, a.kind, a.rule).cmp(&(&b.namespace, &b.policy, b.kind, b.rule))
     });
     write_rows(&rows, &c.render, out)?;
     out.flush().map_err(crate::render::Error::Io)?;
 
-    // 5. What we saw in istiod's log, which sidecars are affected, and the fixes.
+    // 6. What we saw in istiod's log, which sidecars are affected, and the fixes.
     for r in rows.iter().filter(|r| r.problem) {
         let kind = r.kind.as_str();
         let id = if r.namespace.is_empty() {

@@ -3,6 +3,7 @@
 //! read–modify–write with resourceVersion (re-read and re-applied once on a conflict),
 //! previewable with `--dry-run`, and reported on stderr.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -14,7 +15,7 @@ use super::command::{CommonOptions, error_line, istiod_trust, note, now_unix};
 use super::fetch::{self, FetchResult, Outcome, Trust};
 use super::fix::{self, SOURCE_ANNOTATION};
 use super::model::Jwks;
-use super::policy::{self, JwtPolicy, KeySource, PolicyKind, RuleAt};
+use super::policy::{self, JwtPolicy, KeySource, PolicyKind, PolicyRef, RuleAt};
 use super::trust::compare_keys;
 use crate::cluster::Cluster;
 use crate::exit::ExitStatus;
@@ -121,31 +122,52 @@ pub async fn inline(
     let root_ns = c.istio_namespace(&cluster).await?;
     let root = root_ns.as_str();
     let ns = cluster.namespace.clone();
-    let p = policy::get(&cluster, &ns, &opts.policy, root).await?;
-    let rules: Vec<RuleAt> = p
-        .rules
-        .iter()
-        .filter(|r| r.rule.source() != KeySource::Inline)
-        .filter(|r| opts.issuer.as_ref().is_none_or(|i| *i == r.rule.issuer))
-        .cloned()
-        .collect();
-    if rules.is_empty() {
+    let reference = PolicyRef::parse(&opts.policy)?;
+    let found = policy::get_by_ref(&cluster, &ns, &reference, root).await?;
+    // The rules to inline of each policy the name matches (a bare NAME matches every kind:
+    // the RequestAuthentication and the legacy Policy of a migration share it).
+    let mut targets: Vec<(JwtPolicy, Vec<RuleAt>)> = Vec::new();
+    let mut untouched: Vec<String> = Vec::new();
+    for p in found {
+        let rules: Vec<RuleAt> = p
+            .rules
+            .iter()
+            .filter(|r| r.rule.source() != KeySource::Inline)
+            .filter(|r| opts.issuer.as_ref().is_none_or(|i| *i == r.rule.issuer))
+            .cloned()
+            .collect();
+        if rules.is_empty() {
+            untouched.push(p.id());
+        } else {
+            targets.push((p, rules));
+        }
+    }
+    if targets.is_empty() {
         return Err(Error::NothingToInline {
-            policy: p.id(),
+            policy: untouched.join(", "),
             issuer: opts.issuer.clone(),
         }
         .into());
     }
+    for id in &untouched {
+        note(
+            err,
+            &format!("{id}: no JWT rule with a jwksUri to inline; left as it is"),
+        );
+    }
     let now = rfc3339(now_unix());
-    // (rule index, inline JSON, source URI, description)
-    let mut changes: Vec<(usize, String, String, String)> = Vec::new();
+    // Keys by where they come from (a URI, or an issuer's discovery document), fetched once
+    // for every policy that names them: (inline JSON, source URI, description).
+    let mut keys: BTreeMap<String, (String, String, String)> = BTreeMap::new();
     if let Some(path) = &opts.jwks_file {
-        if rules.len() > 1 {
-            return Err(Error::AmbiguousRule {
-                policy: p.id(),
-                count: rules.len(),
+        for (p, rules) in &targets {
+            if rules.len() > 1 {
+                return Err(Error::AmbiguousRule {
+                    policy: p.id(),
+                    count: rules.len(),
+                }
+                .into());
             }
-            .into());
         }
         let bytes = crate::input::read(path)?;
         let jwks = Jwks::parse(&bytes).map_err(|source| Error::JwksFile {
@@ -157,28 +179,28 @@ pub async fn inline(
             source,
         })?;
         warn_private(err, &path.display().to_string(), &removed);
-        let r = &rules[0];
-        let source = match r.rule.source() {
-            KeySource::Uri(u) => u,
-            _ => format!(
-                "{}/.well-known/openid-configuration",
-                r.rule.issuer.trim_end_matches('/')
-            ),
-        };
-        changes.push((
-            r.index,
-            text,
-            source,
-            format!(
-                "{} key(s) ({}) from {}",
-                jwks.keys.len(),
-                kids_text(&jwks),
-                path.display()
-            ),
-        ));
+        let desc = format!(
+            "{} key(s) ({}) from {}",
+            jwks.keys.len(),
+            kids_text(&jwks),
+            path.display()
+        );
+        for r in targets.iter().flat_map(|(_, rules)| rules) {
+            let source = match r.rule.source() {
+                KeySource::Uri(u) => u,
+                _ => format!(
+                    "{}/.well-known/openid-configuration",
+                    r.rule.issuer.trim_end_matches('/')
+                ),
+            };
+            keys.insert(key_of(r), (text.clone(), source, desc.clone()));
+        }
     } else {
         let trust = trust_for_fetch(&cluster, c, err).await?;
-        for r in &rules {
+        for r in targets.iter().flat_map(|(_, rules)| rules) {
+            if keys.contains_key(&key_of(r)) {
+                continue;
+            }
             let f = fetch_rule(r, &trust, c).await?;
             let Some(text) = f.inline_jwks() else {
                 return Err(f.into_error().into());
@@ -191,30 +213,47 @@ pub async fn inline(
                 Some(j) => format!("{} key(s) ({}) from {}", j.keys.len(), kids_text(j), f.uri),
                 None => format!("keys from {}", f.uri),
             };
-            changes.push((r.index, text, f.uri.clone(), desc));
+            keys.insert(key_of(r), (text, f.uri.clone(), desc));
         }
     }
-    let apply = |pol: &JwtPolicy| -> Result<serde_json::Value, crate::Error> {
-        let mut obj = pol.object.clone();
-        for (i, text, src, _) in &changes {
-            obj = fix::inline_rule(&obj, pol.kind, *i, text, src, &now)?;
+    for (p, rules) in &targets {
+        // The change is found again by issuer and key source (not by position), so that a
+        // re-read after a conflict applies it to the same rule even if others moved.
+        let apply =
+            |pol: &JwtPolicy| -> Result<serde_json::Value, crate::Error> {
+                let mut obj = pol.object.clone();
+                for r in rules {
+                    let Some(at) = pol.rules.iter().find(|x| {
+                        x.rule.issuer == r.rule.issuer && x.rule.source() == r.rule.source()
+                    }) else {
+                        return Err(Error::Conflict { what: pol.id() }.into());
+                    };
+                    if let Some((text, src, _)) = keys.get(&key_of(r)) {
+                        obj = fix::inline_rule(&obj, pol.kind, at.index, text, src, &now)?;
+                    }
+                }
+                Ok(obj)
+            };
+        let new = apply(p)?;
+        let label = format!("{} {}", p.kind.resource(), policy_ref(p));
+        if opts.dry_run {
+            out.write_all(fix::yaml_diff(&p.object, &new, &label).as_bytes())
+                .map_err(crate::render::Error::Io)?;
+            note(err, &format!("dry run: {label} not changed"));
+            continue;
         }
-        Ok(obj)
-    };
-    let new = apply(&p)?;
-    let label = format!("{} {}", p.kind.resource(), policy_ref(&p));
+        write_policy(&cluster, p, new, root, apply).await?;
+        for r in rules {
+            if let Some((_, _, desc)) = keys.get(&key_of(r)) {
+                note(
+                    err,
+                    &format!("{label}: rule {}: jwksUri replaced by {desc}", r.index),
+                );
+            }
+        }
+    }
     if opts.dry_run {
-        out.write_all(fix::yaml_diff(&p.object, &new, &label).as_bytes())
-            .map_err(crate::render::Error::Io)?;
-        note(err, &format!("dry run: {label} not changed"));
         return Ok(ExitStatus::Success);
-    }
-    write_policy(&cluster, &p, new, root, apply).await?;
-    for (i, _, _, desc) in &changes {
-        note(
-            err,
-            &format!("{label}: rule {i}: jwksUri replaced by {desc}"),
-        );
     }
     note(
         err,
@@ -227,13 +266,24 @@ pub async fn inline(
             }
         ),
     );
-    if p.kind != PolicyKind::RequestAuthentication {
+    if targets
+        .iter()
+        .any(|(p, _)| p.kind != PolicyKind::RequestAuthentication)
+    {
         note(
             err,
             "note: inline jwks in the legacy Policy needs Istio ≥1.3 (1.1/1.2 ignore it)",
         );
     }
     Ok(ExitStatus::Success)
+}
+
+/// Where a rule's keys come from, as a map key: its URI, else its issuer's discovery.
+fn key_of(r: &RuleAt) -> String {
+    match r.rule.source() {
+        KeySource::Uri(u) => u,
+        _ => format!("issuer {}", r.rule.issuer),
+    }
 }
 
 fn warn_private(err: &mut dyn Write, source: &str, removed: &[String]) {
@@ -262,6 +312,8 @@ fn policy_ref(p: &JwtPolicy) -> String {
 pub struct RefreshRow {
     /// Namespace.
     pub namespace: String,
+    /// Kind of the policy.
+    pub kind: PolicyKind,
     /// Policy.
     pub policy: String,
     /// Issuer.
@@ -294,7 +346,12 @@ impl Tabular for RefreshRow {
         };
         vec![
             Cell::or_none(&self.namespace),
-            Cell::plain(&self.policy),
+            // kubectl's `kind/name`, as in `check`: two kinds may share a name
+            Cell::plain(format!(
+                "{}/{}",
+                self.kind.as_str().to_lowercase(),
+                self.policy
+            )),
             Cell::or_none(&self.issuer),
             Cell::or_none(&self.source),
             Cell::toned(&self.result, tone),
@@ -364,6 +421,7 @@ pub async fn refresh(
             };
             let mut row = RefreshRow {
                 namespace: p.namespace.clone(),
+                kind: p.kind,
                 policy: p.name.clone(),
                 issuer: rule
                     .map(|r| r.rule.issuer.clone())
@@ -439,14 +497,22 @@ pub async fn refresh(
             failed = true;
             note(err, &format!("error: {}: {}", p.id(), error_line(&e)));
             for r in rows.iter_mut().filter(|r| {
-                r.namespace == p.namespace && r.policy == p.name && r.result == "UPDATED"
+                r.namespace == p.namespace
+                    && r.kind == p.kind
+                    && r.policy == p.name
+                    && r.result == "UPDATED"
             }) {
                 r.result = "FAILED".into();
             }
         }
     }
     rows.sort_by(|a, b| {
-        (&a.namespace, &a.policy, &a.issuer).cmp(&(&b.namespace, &b.policy, &b.issuer))
+        (&a.namespace, &a.policy, a.kind, &a.issuer).cmp(&(
+            &b.namespace,
+            &b.policy,
+            b.kind,
+            &b.issuer,
+        ))
     });
     if opts.dry_run {
         out.write_all(diffs.as_bytes())
@@ -455,8 +521,13 @@ pub async fn refresh(
             note(
                 err,
                 &format!(
-                    "{}/{} {}: {} {}",
-                    r.namespace, r.policy, r.issuer, r.result, r.detail
+                    "{} {}/{} {}: {} {}",
+                    r.kind.as_str(),
+                    r.namespace,
+                    r.policy,
+                    r.issuer,
+                    r.result,
+                    r.detail
                 ),
             );
         }

@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod fix;
 pub mod inline;
 pub mod istiod;
+pub mod mesh;
 pub mod model;
 pub mod outcome;
 pub mod policy;

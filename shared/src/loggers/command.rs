@@ -3,6 +3,7 @@
 //! while or on Ctrl-C/SIGTERM.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -102,8 +103,9 @@ pub async fn run(
     };
     let cluster = cluster.as_ref();
     let timeout = opts.cluster.request_timeout;
-    // Listen for Ctrl-C/SIGTERM before anything changes, so that a signal always restores.
-    let mut interrupts = if opts.follow || opts.restore_after.is_some() {
+    // Listen for Ctrl-C/SIGTERM before anything changes, so that a signal always restores (or,
+    // during a change, stops it cleanly: see step 2).
+    let mut interrupts = if opts.change.is_some() || opts.follow || opts.restore_after.is_some() {
         Some(Interrupts::listen()?)
     } else {
         None
@@ -124,12 +126,22 @@ pub async fn run(
     // 1. Read every proxy's loggers; any failure changes nothing anywhere.
     let total = endpoints.len();
     let bar = fanout::progress(total, "reading loggers");
-    let probed = fanout::run(endpoints, opts.concurrency, &bar, |ep| async move {
+    let probe = fanout::run(endpoints, opts.concurrency, &bar, |ep| async move {
         let mut c = admin::open(cluster, &ep, timeout).await?;
         let l = apply::list(&mut c).await?;
         Ok::<_, crate::Error>((c, l))
-    })
-    .await;
+    });
+    let probed = match interrupts.as_mut() {
+        Some(i) => tokio::select! {
+            r = probe => r,
+            _ = i.recv() => {
+                bar.finish_and_clear();
+                let _ = writeln!(err, "interrupted: nothing was changed");
+                return Err(crate::Error::Interrupted);
+            }
+        },
+        None => probe.await,
+    };
     let mut proxies = Vec::new();
     let mut failures = Vec::new();
     for (ep, r) in probed {
@@ -185,20 +197,39 @@ pub async fn run(
         }
     }
 
-    // 2. Apply everywhere.
+    // 2. Apply everywhere. Ctrl-C here starts no more pods but lets the changes in flight
+    // finish, so that every pod is known to be changed or not (`None`: not started).
     let bar = fanout::progress(proxies.len(), "applying");
     let ps = &proxies;
-    let results = fanout::run(
+    let stop = AtomicBool::new(false);
+    let stop = &stop;
+    let apply_all = fanout::run(
         (0..proxies.len()).collect(),
         opts.concurrency,
         &bar,
         |i| async move {
+            if stop.load(Ordering::SeqCst) {
+                return None;
+            }
             let p = &ps[i];
             let mut c = p.client.lock().await;
-            apply::apply(&mut c, &p.before, &p.steps).await
+            Some(apply::apply(&mut c, &p.before, &p.steps).await)
         },
-    )
-    .await;
+    );
+    tokio::pin!(apply_all);
+    let mut interrupted = false;
+    let results = match interrupts.as_mut() {
+        Some(i) => tokio::select! {
+            r = &mut apply_all => r,
+            _ = i.recv() => {
+                stop.store(true, Ordering::SeqCst);
+                interrupted = true;
+                let _ = writeln!(err, "interrupted: finishing the changes in flight, starting no more");
+                apply_all.await
+            }
+        },
+        None => apply_all.await,
+    };
     let mut changed = Vec::new();
     let mut status = ExitStatus::Success;
     // With --follow, stdout carries the log: the change table goes to stderr.
@@ -213,10 +244,11 @@ pub async fn run(
     };
     if multi {
         let mut rows = Vec::new();
+        let mut not_started = Vec::new();
         for (i, r) in results {
             let p = &proxies[i];
             match r {
-                Ok(_) => {
+                Some(Ok(_)) => {
                     changed.push(i);
                     rows.push(PodResult {
                         pod: p.label.clone(),
@@ -224,15 +256,47 @@ pub async fn run(
                         ok: true,
                     });
                 }
-                Err(e) => rows.push(PodResult {
+                Some(Err(e)) => rows.push(PodResult {
                     pod: p.label.clone(),
                     result: format!("FAILED: {}", chain(&e)),
                     ok: false,
                 }),
+                None => {
+                    not_started.push(p.label.as_str());
+                    rows.push(PodResult {
+                        pod: p.label.clone(),
+                        result: "not changed (interrupted)".into(),
+                        ok: false,
+                    });
+                }
             }
         }
         write_rows(&rows, render, sink)?;
-        if changed.len() < proxies.len() {
+        if interrupted {
+            let list = |v: Vec<&str>| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
+            let failed: Vec<&str> = rows
+                .iter()
+                .filter(|r| !r.ok && !not_started.contains(&r.pod.as_str()))
+                .map(|r| r.pod.as_str())
+                .collect();
+            let _ = writeln!(
+                err,
+                "interrupted: changed: {}{}; not changed: {}",
+                list(changed.iter().map(|i| proxies[*i].label.as_str()).collect()),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; failed: {}", failed.join(", "))
+                },
+                list(not_started)
+            );
+        } else if changed.len() < proxies.len() {
             status = ExitStatus::Error;
             let names = |ok: bool| {
                 let v: Vec<&str> = rows
@@ -257,6 +321,9 @@ pub async fn run(
         }
     } else {
         for (i, r) in results {
+            let Some(r) = r else {
+                continue;
+            };
             let after = r?;
             let p = &proxies[i];
             changed.push(i);
@@ -269,12 +336,32 @@ pub async fn run(
     }
     out.flush().map_err(crate::render::Error::Io)?;
 
-    // 3. Hold: follow and/or wait, then restore.
+    // 3. Hold: follow and/or wait, then restore (at once after a Ctrl-C during the change).
     let Some(interrupts) = interrupts.as_mut() else {
         return Ok(status);
     };
     if changed.is_empty() {
-        return Ok(status);
+        return if interrupted {
+            if !multi {
+                let _ = writeln!(err, "interrupted: nothing was changed");
+            }
+            Err(crate::Error::Interrupted)
+        } else {
+            Ok(status)
+        };
+    }
+    if interrupted {
+        if opts.restore_after.is_some() {
+            restore::restore_all(
+                cluster,
+                saved_of(&proxies, &changed, change),
+                opts.concurrency,
+                opts.cluster.request_timeout,
+                err,
+            )
+            .await?;
+        }
+        return Err(crate::Error::Interrupted);
     }
     let deadline = opts.restore_after.map(|d| Instant::now() + d);
     if let Some(d) = opts.restore_after {
@@ -316,21 +403,9 @@ pub async fn run(
         (None, None) => return Ok(status),
     };
     if opts.restore_after.is_some() {
-        let saved: Vec<Saved<'_>> = changed
-            .iter()
-            .map(|i| {
-                let p = &proxies[*i];
-                Saved {
-                    endpoint: &p.endpoint,
-                    label: &p.label,
-                    before: &p.before,
-                    touched: plan::touched(change, &p.before),
-                }
-            })
-            .collect();
         restore::restore_all(
             cluster,
-            saved,
+            saved_of(&proxies, &changed, change),
             opts.concurrency,
             opts.cluster.request_timeout,
             err,
@@ -341,6 +416,22 @@ pub async fn run(
         Waited::Interrupted => Err(crate::Error::Interrupted),
         Waited::Elapsed => Ok(status),
     }
+}
+
+/// What the changed proxies (indices into `proxies`) had before, for a restore.
+fn saved_of<'a>(proxies: &'a [Proxy], changed: &[usize], change: &Change) -> Vec<Saved<'a>> {
+    changed
+        .iter()
+        .map(|i| {
+            let p = &proxies[*i];
+            Saved {
+                endpoint: &p.endpoint,
+                label: &p.label,
+                before: &p.before,
+                touched: plan::touched(change, &p.before),
+            }
+        })
+        .collect()
 }
 
 /// Resolve the target into endpoints; `None` when no pods matched (noted on stderr).

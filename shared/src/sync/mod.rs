@@ -30,10 +30,16 @@ pub enum Error {
     #[error(transparent)]
     Input(#[from] crate::input::Error),
     /// A saved file is neither JSON nor the YAML of a syncz `DiscoveryResponse`.
-    #[error("{} is not a syncz answer (neither JSON nor YAML of an xDS DiscoveryResponse)", path.display())]
+    #[error("{} is not a syncz answer (neither JSON nor YAML of an xDS DiscoveryResponse; at line {line}, column {column}, byte {offset})", path.display())]
     Yaml {
         /// Which file.
         path: PathBuf,
+        /// 1-based line of the error (0 when unknown).
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// 0-based byte offset.
+        offset: usize,
         /// Why.
         #[source]
         source: Box<serde_saphyr::Error>,

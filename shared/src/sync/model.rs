@@ -290,14 +290,35 @@ pub fn parse_syncz(path: &Path, istiod: &str, bytes: &[u8]) -> Result<Vec<Syncz>
         }
         Some(_) => {
             let text = String::from_utf8_lossy(bytes);
-            let r: DiscoveryResponse =
-                serde_saphyr::from_str(&text).map_err(|source| Error::Yaml {
+            let r: DiscoveryResponse = serde_saphyr::from_str(&text).map_err(|source| {
+                let (line, column) = source
+                    .location()
+                    .map(|l| (l.line() as usize, l.column() as usize))
+                    .unwrap_or((1, 1));
+                Error::Yaml {
                     path: path.into(),
+                    line,
+                    column,
+                    offset: char_offset(&text, line, column),
                     source: Box::new(source),
-                })?;
+                }
+            })?;
             Ok(vec![Syncz::Xds(r)])
         }
     }
+}
+
+/// 0-based byte offset of a 1-based line / character column position in `text`.
+fn char_offset(text: &str, line: usize, column: usize) -> usize {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    text[start.min(text.len())..]
+        .char_indices()
+        .nth(column.saturating_sub(1))
+        .map_or(text.len(), |(i, _)| start + i)
 }
 
 /// The ISTIOD name of an HTTP syncz file: its file name up to the first '.'.
@@ -396,6 +417,23 @@ mod tests {
         assert!(s.contains("byte 11"), "{s}");
         let e = parse_syncz(Path::new("bad.json"), "bad", b"{\"resources\": [}").unwrap_err();
         assert!(e.to_string().contains("byte 15"), "{e}");
+        // neither JSON nor YAML: the YAML parser's position
+        let e = parse_syncz(Path::new("bin.json"), "bin", &[0xff, 0x00, 0x12]).unwrap_err();
+        assert!(e.to_string().contains(", byte "), "{e}");
+        let e = parse_syncz(Path::new("y.yaml"), "y", b"resources:\n  - a: [\n").unwrap_err();
+        assert!(
+            e.to_string().contains("y.yaml is not a syncz answer"),
+            "{e}"
+        );
+        assert!(e.to_string().contains(", byte "), "{e}");
+    }
+
+    #[test]
+    fn char_offsets() {
+        assert_eq!(char_offset("ab\ncd", 2, 2), 4);
+        assert_eq!(char_offset("ab", 1, 1), 0);
+        assert_eq!(char_offset("é\nxy", 2, 2), 4);
+        assert_eq!(char_offset("ab", 5, 5), 2);
     }
 
     #[test]

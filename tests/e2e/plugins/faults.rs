@@ -9,16 +9,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use std::process::Stdio;
+
+use meshsim::WorldOptions;
 use meshsim::apiserver::PodBackend;
+use meshsim::jwks_server::Mode;
+use meshsim::scenario::{Down, Scenario};
 use meshsim::world::World;
 use serde_json::Value;
 
-use crate::support::{PluginPath, run, show, stdout};
+use crate::support::{PluginPath, envoy_levels, run, show, stdout};
 
 const NS: &str = "olaf-customer";
 
 fn seed() -> (World, PluginPath) {
-    (World::start_blocking("seed").unwrap(), PluginPath::install())
+    (
+        World::start_blocking("seed").unwrap(),
+        PluginPath::install(),
+    )
 }
 
 fn stderr(out: &Output) -> String {
@@ -206,7 +214,15 @@ fn port_forward_dropped_mid_raw_dump_leaves_no_file() {
     let out = run(
         &pp,
         &world,
-        &["envoy-dump", "-l", "app=recommendation", "-n", NS, "--output-dir", d],
+        &[
+            "envoy-dump",
+            "-l",
+            "app=recommendation",
+            "-n",
+            NS,
+            "--output-dir",
+            d,
+        ],
     );
     assert_exit(&out, 2);
     let err = stderr(&out);
@@ -234,7 +250,11 @@ fn admin_503_and_404_name_the_endpoint_and_pod() {
     let pod = world.pod(NS, "customer").unwrap();
     let fake = FakeAdmin::start(Admin::Status(503));
     fake.wire(&world, NS, &pod.name);
-    let out = run(&pp, &world, &["envoy-dump", "clusters", &pod.name, "-n", NS]);
+    let out = run(
+        &pp,
+        &world,
+        &["envoy-dump", "clusters", &pod.name, "-n", NS],
+    );
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
@@ -245,7 +265,11 @@ fn admin_503_and_404_name_the_endpoint_and_pod() {
 
     let old = FakeAdmin::start(Admin::Status(404));
     old.wire(&world, NS, &pod.name);
-    let out = run(&pp, &world, &["envoy-dump", "endpoints", &pod.name, "-n", NS]);
+    let out = run(
+        &pp,
+        &world,
+        &["envoy-dump", "endpoints", &pod.name, "-n", NS],
+    );
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
@@ -287,7 +311,7 @@ fn killed_sidecar_gives_the_kubelet_error() {
         let err = stderr(&out);
         assert!(
             err.contains("error forwarding port 15000 to pod")
-                && err.contains("connection refused"),
+                && err.to_lowercase().contains("connection refused"),
             "the kubelet's words: {}",
             show(&out)
         );
@@ -311,7 +335,11 @@ fn pod_not_running_or_not_injected() {
     let mut obj = pod_object(&world, &pod.name);
     obj["status"]["phase"] = "Pending".into();
     store.apply(obj).unwrap();
-    let out = run(&pp, &world, &["envoy-dump", "clusters", &pod.name, "-n", NS]);
+    let out = run(
+        &pp,
+        &world,
+        &["envoy-dump", "clusters", &pod.name, "-n", NS],
+    );
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
@@ -370,7 +398,10 @@ fn apiserver_401_asks_to_log_in_again() {
     let err = stderr(&out);
     assert!(err.contains("Unauthorized") || err.contains("401"), "{err}");
     assert!(err.contains("log in again"), "{err}");
-    assert!(!err.contains("expired-token"), "no token in messages: {err}");
+    assert!(
+        !err.contains("expired-token"),
+        "no token in messages: {err}"
+    );
 }
 
 #[test]
@@ -379,7 +410,11 @@ fn apiserver_403_names_verb_and_resource() {
     let pod = world.pod(NS, "customer").unwrap();
     let faults = world.apiserver().faults();
     faults.deny("get", "pods");
-    let out = run(&pp, &world, &["envoy-dump", "clusters", &pod.name, "-n", NS]);
+    let out = run(
+        &pp,
+        &world,
+        &["envoy-dump", "clusters", &pod.name, "-n", NS],
+    );
     assert_exit(&out, 2);
     assert!(
         stderr(&out).contains(&format!("'get' on pods in namespace {NS}")),
@@ -388,7 +423,11 @@ fn apiserver_403_names_verb_and_resource() {
     );
     faults.clear();
     faults.deny("create", "pods/portforward");
-    let out = run(&pp, &world, &["envoy-dump", "clusters", &pod.name, "-n", NS]);
+    let out = run(
+        &pp,
+        &world,
+        &["envoy-dump", "clusters", &pod.name, "-n", NS],
+    );
     assert_exit(&out, 2);
     assert!(
         stderr(&out).contains(&format!("'create' on pods/portforward in namespace {NS}")),
@@ -406,7 +445,11 @@ fn apiserver_429_and_5xx_are_retried_with_backoff() {
     for code in [429, 500, 503] {
         faults.clear();
         faults.fail(&path, code, Some(2));
-        let out = run(&pp, &world, &["envoy-dump", "clusters", &pod.name, "-n", NS]);
+        let out = run(
+            &pp,
+            &world,
+            &["envoy-dump", "clusters", &pod.name, "-n", NS],
+        );
         assert_exit(&out, 0);
         assert!(stdout(&out).contains("SERVICE FQDN"), "{}", show(&out));
     }
@@ -416,7 +459,11 @@ fn apiserver_429_and_5xx_are_retried_with_backoff() {
         world.apiserver().clear_requests();
         faults.fail(&path, code, None);
         let started = Instant::now();
-        let out = run(&pp, &world, &["envoy-dump", "clusters", &pod.name, "-n", NS]);
+        let out = run(
+            &pp,
+            &world,
+            &["envoy-dump", "clusters", &pod.name, "-n", NS],
+        );
         let took = started.elapsed();
         assert_exit(&out, 2);
         assert!(took >= Duration::from_millis(1700), "backoff: {took:?}");
@@ -526,4 +573,760 @@ fn malformed_or_truncated_files_give_the_byte_offset() {
     let out = run(&pp, &world, &["mesh-sync", "-f", &bin]);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains(", byte "), "{}", show(&out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// the control plane
+
+/// The seed world with two istiod (istio-pilot) replicas, the second down.
+fn seed_with_a_down_istiod() -> (World, PluginPath, String) {
+    let mut s = Scenario::load("seed").unwrap();
+    let pilot = s
+        .workloads
+        .iter_mut()
+        .find(|w| w.name == "istio-pilot")
+        .unwrap();
+    pilot.replicas = 2;
+    let down = "istio-pilot-7d8f6b9c5d-zz8qm".to_string();
+    pilot.pods = vec!["istio-pilot-7d8f6b9c5d-9xk2p".into(), down.clone()];
+    pilot.down = Down::Replicas(vec![1]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let world = rt
+        .block_on(World::start_with(s, WorldOptions::default()))
+        .unwrap();
+    (world, PluginPath::install(), down)
+}
+
+#[test]
+fn one_istiod_replica_down() {
+    let (world, pp, down) = seed_with_a_down_istiod();
+    let out = run(&pp, &world, &["mesh-sync"]);
+    assert_exit(&out, 2);
+    let text = stdout(&out);
+    for p in [
+        "customer",
+        "preference",
+        "recommendation-v1",
+        "recommendation-v2",
+    ] {
+        let name = world.pod(NS, p).unwrap().name;
+        assert!(text.contains(&name), "{name} shown: {}", show(&out));
+    }
+    let err = stderr(&out);
+    assert!(
+        err.lines().any(|l| l.contains(&down)),
+        "the down replica is named: {}",
+        show(&out)
+    );
+
+    let out = run(&pp, &world, &["envoy-log", "--istiod"]);
+    assert_exit(&out, 2);
+    assert!(
+        stdout(&out).contains("istio-pilot-7d8f6b9c5d-9xk2p"),
+        "{}",
+        show(&out)
+    );
+    assert!(stderr(&out).contains(&down), "{}", show(&out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 409 conflicts on writes
+
+const RA: (&str, &str) = ("security.istio.io/v1beta1", "RequestAuthentication");
+
+fn policy(world: &World) -> Value {
+    world
+        .apiserver()
+        .store()
+        .get(RA.0, RA.1, Some(NS), "customerjwt")
+        .unwrap()
+}
+
+/// Someone else changes the object (a label), so a write carrying the old resourceVersion
+/// conflicts.
+fn bump(world: &World, api_version: &str, kind: &str, ns: &str, name: &str, n: usize) {
+    let store = world.apiserver().store();
+    let mut obj = store.get(api_version, kind, Some(ns), name).unwrap();
+    obj["metadata"]["labels"]["meshsim/bumped"] = n.to_string().into();
+    store.apply(obj).unwrap();
+}
+
+fn ca_file(world: &World) -> PathBuf {
+    let p = world.temp_dir().join("olaf-root-ca.pem");
+    std::fs::write(&p, world.jwks().unwrap().ca_pem()).unwrap();
+    p
+}
+
+/// Runs `args` while a thread changes the object under the plugin: once right after its first
+/// read (`always: false`), or all the time (`always: true`). Every request to the object is
+/// delayed, so that each write arrives after a change.
+fn run_with_concurrent_writer(
+    world: &World,
+    pp: &PluginPath,
+    args: &[&str],
+    what: (&str, &str, &str, &str, &str),
+    always: bool,
+) -> Output {
+    let (api_version, kind, ns, name, path) = (what.0, what.1, what.2, what.3, what.4);
+    world.apiserver().clear_requests();
+    world
+        .apiserver()
+        .faults()
+        .latency(path, Duration::from_millis(600));
+    let done = Arc::new(AtomicBool::new(false));
+    let out = std::thread::scope(|sc| {
+        let d = done.clone();
+        sc.spawn(move || {
+            let mut n = 0;
+            while !d.load(Ordering::SeqCst) {
+                let read = world
+                    .apiserver()
+                    .requests()
+                    .iter()
+                    .any(|r| r.method == "GET" && r.path.ends_with(path) && r.status == 200);
+                if read && (always || n == 0) {
+                    n += 1;
+                    bump(world, api_version, kind, ns, name, n);
+                }
+                std::thread::sleep(Duration::from_millis(if always { 100 } else { 10 }));
+            }
+        });
+        let out = run(pp, world, args);
+        done.store(true, Ordering::SeqCst);
+        out
+    });
+    world.apiserver().faults().clear();
+    out
+}
+
+fn puts(world: &World, path: &str) -> usize {
+    world
+        .apiserver()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with(path))
+        .count()
+}
+
+#[test]
+fn conflict_on_a_policy_write_is_reread_and_reapplied_once() {
+    let (world, pp) = seed();
+    let ca = ca_file(&world);
+    let path = format!("/namespaces/{NS}/requestauthentications/customerjwt");
+    let what = (RA.0, RA.1, NS, "customerjwt", path.as_str());
+    let args = [
+        "jwks-trust",
+        "inline",
+        "customerjwt",
+        "-n",
+        NS,
+        "--ca-file",
+        ca.to_str().unwrap(),
+    ];
+
+    // changed once under us: re-read, re-applied, both changes kept
+    let out = run_with_concurrent_writer(&world, &pp, &args, what, false);
+    assert_exit(&out, 0);
+    assert_eq!(puts(&world, &path), 2, "{}", show(&out));
+    let p = policy(&world);
+    assert_eq!(p["metadata"]["labels"]["meshsim/bumped"], "1", "{p}");
+    let rule = &p["spec"]["jwtRules"][0];
+    assert!(rule["jwks"].is_string(), "inlined: {p}");
+    assert!(rule.get("jwksUri").is_none(), "{p}");
+}
+
+#[test]
+fn persistent_conflict_on_a_policy_write_is_a_clear_error_and_no_write() {
+    let (world, pp) = seed();
+    let ca = ca_file(&world);
+    let before = policy(&world);
+    let path = format!("/namespaces/{NS}/requestauthentications/customerjwt");
+    let what = (RA.0, RA.1, NS, "customerjwt", path.as_str());
+    let args = [
+        "jwks-trust",
+        "inline",
+        "customerjwt",
+        "-n",
+        NS,
+        "--ca-file",
+        ca.to_str().unwrap(),
+    ];
+    let out = run_with_concurrent_writer(&world, &pp, &args, what, true);
+    assert_exit(&out, 2);
+    assert_eq!(puts(&world, &path), 2, "one re-apply only: {}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("customerjwt") && err.to_lowercase().contains("conflict"),
+        "{}",
+        show(&out)
+    );
+    assert!(err.contains("hint:"), "{err}");
+    assert_eq!(
+        policy(&world)["spec"],
+        before["spec"],
+        "never a partial write"
+    );
+}
+
+#[test]
+fn conflict_on_a_deployment_write_is_reread_and_reapplied_once() {
+    let (world, pp) = seed();
+    let ca = ca_file(&world);
+    let path = "/namespaces/olaf/deployments/istio-pilot";
+    let what = ("apps/v1", "Deployment", "olaf", "istio-pilot", path);
+    let args = [
+        "jwks-trust",
+        "add-ca",
+        "--cert",
+        ca.to_str().unwrap(),
+        "-y",
+        "-n",
+        NS,
+    ];
+    let out = run_with_concurrent_writer(&world, &pp, &args, what, false);
+    assert_exit(&out, 0);
+    assert_eq!(puts(&world, path), 2, "{}", show(&out));
+    let d = world
+        .apiserver()
+        .store()
+        .get("apps/v1", "Deployment", Some("olaf"), "istio-pilot")
+        .unwrap();
+    assert_eq!(d["metadata"]["labels"]["meshsim/bumped"], "1", "{d}");
+    assert!(
+        d["spec"]["template"]["spec"]["volumes"]
+            .to_string()
+            .contains("jwks-extra-cacerts"),
+        "{d}"
+    );
+}
+
+#[test]
+fn persistent_conflict_on_a_deployment_write_is_a_clear_error() {
+    let (world, pp) = seed();
+    let ca = ca_file(&world);
+    let path = "/namespaces/olaf/deployments/istio-pilot";
+    let what = ("apps/v1", "Deployment", "olaf", "istio-pilot", path);
+    let before = world
+        .apiserver()
+        .store()
+        .get("apps/v1", "Deployment", Some("olaf"), "istio-pilot")
+        .unwrap();
+    let args = [
+        "jwks-trust",
+        "add-ca",
+        "--cert",
+        ca.to_str().unwrap(),
+        "-y",
+        "-n",
+        NS,
+    ];
+    let out = run_with_concurrent_writer(&world, &pp, &args, what, true);
+    assert_exit(&out, 2);
+    assert_eq!(puts(&world, path), 2, "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("istio-pilot") && err.to_lowercase().contains("conflict"),
+        "{}",
+        show(&out)
+    );
+    assert!(err.contains("hint:"), "{err}");
+    let after = world
+        .apiserver()
+        .store()
+        .get("apps/v1", "Deployment", Some("olaf"), "istio-pilot")
+        .unwrap();
+    assert_eq!(after["spec"], before["spec"], "never a partial write");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ctrl-C
+
+/// Direct children of a pid (from /proc).
+fn child_pids(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Ctrl-C as a terminal sends it: to kubectl and the plugin it runs.
+fn interrupt(child: &std::process::Child) {
+    for pid in child_pids(child.id()).into_iter().chain([child.id()]) {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status();
+    }
+}
+
+/// Reads a child's stderr on a thread; `wait_for` blocks until a line containing the text.
+struct Lines {
+    seen: Arc<std::sync::Mutex<String>>,
+}
+
+impl Lines {
+    fn new(r: impl Read + Send + 'static) -> Lines {
+        let seen = Arc::new(std::sync::Mutex::new(String::new()));
+        let s = seen.clone();
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(r);
+            loop {
+                let mut line = String::new();
+                match std::io::BufRead::read_line(&mut r, &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => s.lock().unwrap().push_str(&line),
+                }
+            }
+        });
+        Lines { seen }
+    }
+
+    fn text(&self) -> String {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.text().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} within {timeout:?}: {}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_during_for_restores_every_changed_logger() {
+    let (world, pp) = seed();
+    let pods: Vec<_> = [
+        "customer",
+        "preference",
+        "recommendation-v1",
+        "recommendation-v2",
+    ]
+    .iter()
+    .map(|p| world.pod(NS, p).unwrap())
+    .collect();
+    let before: Vec<_> = pods
+        .iter()
+        .map(|p| envoy_levels(p.admin.unwrap()))
+        .collect();
+    let mut child = pp
+        .kubectl(
+            Some(world.kubeconfig()),
+            &[
+                "envoy-log",
+                "-n",
+                NS,
+                "-l",
+                "app in (customer,preference,recommendation)",
+                "rbac=debug",
+                "jwt=trace",
+                "http=debug",
+                "--for",
+                "5m",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = Lines::new(child.stderr.take().unwrap());
+    err.wait_for("restoring in", Duration::from_secs(30));
+    for p in &pods {
+        let l = envoy_levels(p.admin.unwrap());
+        assert_eq!(
+            (l["rbac"].as_str(), l["jwt"].as_str()),
+            ("debug", "trace"),
+            "{}",
+            p.name
+        );
+    }
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    for (p, b) in pods.iter().zip(&before) {
+        assert_eq!(
+            &envoy_levels(p.admin.unwrap()),
+            b,
+            "{} restored; stderr: {}",
+            p.name,
+            err.text()
+        );
+        assert!(
+            err.text().contains(&format!("on {NS}/{}", p.name)),
+            "{}",
+            err.text()
+        );
+    }
+    assert_eq!(status.code(), Some(130), "{}", err.text());
+}
+
+/// A TCP proxy to a real Envoy admin port that holds each `POST /logging?...` (a change) for
+/// `delay` before passing it on, and says when one arrived.
+struct SlowChanges {
+    addr: SocketAddr,
+    seen: Arc<AtomicBool>,
+}
+
+impl SlowChanges {
+    fn start(upstream: SocketAddr, delay: Duration) -> SlowChanges {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = Arc::new(AtomicBool::new(false));
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut client) = conn else { return };
+                let Ok(mut up) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let (mut c2, mut u2) = (client.try_clone().unwrap(), up.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut u2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
+                let seen = seen2.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    loop {
+                        let n = match client.read(&mut buf) {
+                            Ok(0) | Err(_) => {
+                                let _ = up.shutdown(std::net::Shutdown::Write);
+                                return;
+                            }
+                            Ok(n) => n,
+                        };
+                        if buf[..n].windows(14).any(|w| w == b"POST /logging?") {
+                            seen.store(true, Ordering::SeqCst);
+                            std::thread::sleep(delay);
+                        }
+                        if up.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        SlowChanges { addr, seen }
+    }
+}
+
+#[test]
+fn ctrl_c_during_a_multi_pod_apply_lists_what_changed() {
+    let (world, pp) = seed();
+    let pods: Vec<_> = [
+        "customer",
+        "preference",
+        "recommendation-v1",
+        "recommendation-v2",
+    ]
+    .iter()
+    .map(|p| world.pod(NS, p).unwrap())
+    .collect();
+    let before: Vec<_> = pods
+        .iter()
+        .map(|p| envoy_levels(p.admin.unwrap()))
+        .collect();
+    // the second pod (by name) takes its time to apply
+    let slow = SlowChanges::start(pods[1].admin.unwrap(), Duration::from_secs(3));
+    world.apiserver().set_pod_backend(
+        NS,
+        &pods[1].name,
+        PodBackend {
+            ports: [(15000, slow.addr)].into_iter().collect(),
+            logs: pods[1].logs.clone().into_iter().collect(),
+        },
+    );
+    let mut child = pp
+        .kubectl(
+            Some(world.kubeconfig()),
+            &[
+                "envoy-log",
+                "-n",
+                NS,
+                "-l",
+                "app in (customer,preference,recommendation)",
+                "rbac=debug",
+                "--max-concurrency",
+                "1",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Lines::new(child.stdout.take().unwrap());
+    let err = Lines::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !slow.seen.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "{}", err.text());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let (out, err) = (out.text(), err.text());
+    let all = format!("--- stdout\n{out}\n--- stderr\n{err}");
+    assert_eq!(status.code(), Some(130), "{all}");
+    // the first pod was changed, the one in flight finished, the rest were not started
+    let changed: Vec<bool> = pods
+        .iter()
+        .zip(&before)
+        .map(|(p, b)| {
+            let now = envoy_levels(p.admin.unwrap());
+            if &now == b {
+                false
+            } else {
+                let mut want = b.clone();
+                want.insert("rbac".into(), "debug".into());
+                assert_eq!(now, want, "{} changed exactly as asked: {all}", p.name);
+                true
+            }
+        })
+        .collect();
+    assert_eq!(changed, [true, true, false, false], "{all}");
+    let summary = err
+        .lines()
+        .find(|l| l.contains("interrupted"))
+        .unwrap_or_else(|| panic!("a summary line: {all}"));
+    let (yes, no) = summary
+        .split_once("not changed")
+        .unwrap_or_else(|| panic!("{summary}"));
+    for (p, c) in pods.iter().zip(&changed) {
+        let part = if *c { yes } else { no };
+        assert!(part.contains(&p.name), "{}: {summary}", p.name);
+    }
+    for p in &pods {
+        assert!(
+            out.lines().any(|l| l.contains(&p.name)),
+            "every pod in the result table: {all}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWKS server faults
+
+#[test]
+fn jwks_server_faults_are_named() {
+    let (world, pp) = seed();
+    let ca = ca_file(&world);
+    let ca = ca.to_str().unwrap();
+    let jwks = world.jwks().unwrap();
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "jwks-trust",
+            "check",
+            "-n",
+            NS,
+            "--no-proxies",
+            "--ca-file",
+            ca,
+        ];
+        args.extend(extra);
+        run(&pp, &world, &args)
+    };
+    // istiod itself cannot fetch (its trust lacks the CA): exit 1, but the keys are OK for us
+    let out = check(&[]);
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains("OK "), "{}", show(&out));
+    for (mode, status) in [
+        (Mode::Slow(Duration::from_secs(20)), "TIMEOUT"),
+        (Mode::Huge, "TOO LARGE"),
+        (Mode::RedirectLoop, "TOO MANY REDIRECTS"),
+        (Mode::NotJson, "NOT A JWKS"),
+    ] {
+        jwks.set_mode(mode);
+        let started = Instant::now();
+        let out = check(&["--fetch-timeout", "1s"]);
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{}",
+            show(&out)
+        );
+        assert_exit(&out, 1);
+        let text = stdout(&out);
+        assert!(
+            text.lines()
+                .filter(|l| l.contains("customerjwt"))
+                .all(|l| l.contains(status)),
+            "{status}: {}",
+            show(&out)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// secrets, tokens, terminal escapes
+
+#[test]
+fn no_secret_data_private_key_or_token_even_at_vvv() {
+    let (world, pp) = seed();
+    let ca = ca_file(&world);
+    let token = world.apiserver().token();
+    // an existing bundle Secret that also holds a private key
+    let key_pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgmeshsimsecretkey\n-----END PRIVATE KEY-----\n";
+    let old_ca = world.apiserver().ca_pem();
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    world
+        .apiserver()
+        .store()
+        .apply(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "jwks-extra-cacerts", "namespace": "olaf"},
+            "type": "Opaque",
+            "data": {"extra.pem": b64(&old_ca), "tls.key": b64(key_pem)},
+        }))
+        .unwrap();
+    let pod = world.pod(NS, "customer").unwrap();
+    let runs = [
+        vec![
+            "jwks-trust",
+            "add-ca",
+            "--cert",
+            ca.to_str().unwrap(),
+            "-y",
+            "-n",
+            NS,
+            "-vvv",
+        ],
+        vec!["jwks-trust", "check", "-n", NS, "-vvv"],
+        vec!["envoy-dump", "secrets", &pod.name, "-n", NS, "-vvv"],
+        vec!["envoy-log", &pod.name, "-n", NS, "-vvv"],
+        vec!["mesh-sync", "-vvv"],
+    ];
+    for args in runs {
+        let out = run(&pp, &world, &args);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {}",
+            show(&out)
+        );
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stderr(&out).contains("TRACE") || stderr(&out).contains("DEBUG"),
+            "-vvv logs: {args:?}: {}",
+            show(&out)
+        );
+        for (what, needle) in [
+            ("the bearer token", token.as_str()),
+            ("a private key", "PRIVATE KEY"),
+            ("the key's Secret data", &b64(key_pem)),
+            ("the bundle's Secret data", &b64(&old_ca)[..40]),
+            ("the key's base64", "LS0tLS1CRUdJTiBQUklWQVRFIEtFWS"),
+        ] {
+            assert!(!all.contains(needle), "{args:?} printed {what}:\n{all}");
+        }
+    }
+}
+
+fn no_control_chars(out: &Output) {
+    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let bad: Vec<u8> = bytes
+            .iter()
+            .copied()
+            .filter(|b| (*b < 0x20 && *b != b'\n' && *b != b'\t') || *b == 0x7f)
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{name} has control bytes {bad:?}: {}",
+            show(out)
+        );
+    }
+}
+
+#[test]
+fn control_characters_from_the_cluster_never_reach_the_terminal() {
+    let (world, pp) = seed();
+    let ca = ca_file(&world);
+    let jwks = world.jwks().unwrap();
+    let evil = "https://evil\u{1b}[31m.example/\u{7}realm\u{1b}]0;pwned\u{7}";
+    world
+        .apiserver()
+        .store()
+        .apply(serde_json::json!({
+            "apiVersion": RA.0, "kind": RA.1,
+            "metadata": {"name": "evil\u{1b}[2J", "namespace": NS,
+                         "annotations": {"note": "\u{1b}[31mred"}},
+            "spec": {
+                "selector": {"matchLabels": {"app": "preference"}},
+                "jwtRules": [{"issuer": evil, "jwksUri": jwks.jwks_uri()}],
+            },
+        }))
+        .unwrap();
+    for extra in [&[][..], &["-o", "wide"][..], &["-o", "json"][..]] {
+        let mut args = vec![
+            "jwks-trust",
+            "check",
+            "-n",
+            NS,
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let out = run(&pp, &world, &args);
+        assert!(matches!(out.status.code(), Some(0..=2)), "{}", show(&out));
+        assert!(stdout(&out).contains("evil"), "{}", show(&out));
+        no_control_chars(&out);
+    }
+    // a sidecar log line
+    let pod = world.pod(NS, "customer").unwrap();
+    let mut child = pp
+        .kubectl(
+            Some(world.kubeconfig()),
+            &[
+                "envoy-log",
+                &pod.name,
+                "-n",
+                NS,
+                "rbac=debug",
+                "--follow",
+                "--for",
+                "30s",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Lines::new(child.stdout.take().unwrap());
+    let err = Lines::new(child.stderr.take().unwrap());
+    err.wait_for("following", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !out.text().contains("meshsim-marker") {
+        assert!(Instant::now() < deadline, "{}", err.text());
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(pod.log_path.as_ref().unwrap())
+            .unwrap();
+        writeln!(
+            f,
+            "2026-01-01T00:00:00.000000Z\tinfo\tenvoy misc\tmeshsim-marker \u{1b}[31mred\u{1b}[0m \u{7}bell\u{1b}]0;title\u{7}"
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let o = Output {
+        status,
+        stdout: out.text().into_bytes(),
+        stderr: err.text().into_bytes(),
+    };
+    no_control_chars(&o);
 }
