@@ -35,5 +35,10 @@ step kubectl envoy-log "$customer" -n olaf-customer rbac=debug
 step kubectl envoy-log "$customer" -n olaf-customer --reset
 step kubectl mesh-sync -A
 step kubectl jwks-trust check -A
+# fix 2 of the seed: give istiod the private CA (it restarts and fetches the keys)
+uri=$(kubectl get requestauthentications -n olaf-customer customerjwt -o jsonpath='{.spec.jwtRules[0].jwksUri}')
+origin=$(printf '%s' "$uri" | sed -E 's#^(https://[^/]+).*#\1#')
+step kubectl jwks-trust add-ca --from-url "$origin" --yes
+step kubectl jwks-trust check -A
 echo
 echo "demo done; stopping the simulated mesh"

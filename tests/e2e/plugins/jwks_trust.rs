@@ -485,10 +485,15 @@ fn add_ca_gives_istiod_the_ca_and_remove_ca_takes_it_back() {
         "{err}"
     );
     assert!(
-        err.contains("to add to secret/jwks-extra-cacerts (key extra.pem): CN=Olaf Private Root CA"),
+        err.contains(
+            "to add to secret/jwks-extra-cacerts (key extra.pem): CN=Olaf Private Root CA"
+        ),
         "{err}"
     );
-    assert!(err.contains("deployment.apps/istio-pilot -n olaf patched"), "{err}");
+    assert!(
+        err.contains("deployment.apps/istio-pilot -n olaf patched"),
+        "{err}"
+    );
     let secret = store
         .get("v1", "Secret", Some("olaf"), "jwks-extra-cacerts")
         .expect("the Secret in istiod's namespace");
