@@ -291,12 +291,12 @@ pub(crate) fn parse_from(argv: Vec<OsString>) -> Result<Args, clap::Error> {
     let m = command().try_get_matches_from(&argv)?;
     let mut args = Args::from_arg_matches(&m)?;
     if let Some(sub) = m.subcommand_matches("diff") {
-        let before_diff = argv
+        let mut before_diff = argv
             .iter()
             .skip(1)
             .take_while(|a| a.as_os_str() != "diff")
             .filter_map(|a| a.to_str());
-        if before_diff.clone().any(names_a_side) {
+        if before_diff.any(names_a_side) {
             return Err(command().error(
                 clap::error::ErrorKind::ArgumentConflict,
                 "give diff's sources after diff: kubectl envoy-dump diff A B (-f FILE, --admin-url URL)",
@@ -314,6 +314,21 @@ pub(crate) fn parse_from(argv: Vec<OsString>) -> Result<Args, clap::Error> {
         sides.extend(at.zip(pods).map(|(i, v)| (i, Side::Pod(v.clone()))));
         sides.sort_by_key(|(i, _)| *i);
         args.sides = sides.into_iter().map(|(_, s)| s).collect();
+    }
+    if let Some(ViewCmd::Endpoints(e)) = &mut args.view {
+        // `endpoints --cluster` (istioctl's filter) and the kubeconfig's `--cluster` share clap's
+        // id, so clap copies one value to both: where it was given decides which it is.
+        let kubeconfig_cluster = argv
+            .iter()
+            .skip(1)
+            .filter_map(|a| a.to_str())
+            .take_while(|a| !matches!(*a, "endpoints" | "endpoint"))
+            .any(|a| a == "--cluster" || a.starts_with("--cluster="));
+        if kubeconfig_cluster {
+            e.cluster = None;
+        } else {
+            args.cluster.cluster = None;
+        }
     }
     args.files = m.get_many::<PathBuf>("file").map_or(0, |f| f.count());
     args.validate()?;
@@ -650,6 +665,24 @@ mod tests {
         }
         assert!(names_a_side("-f") && names_a_side("-Afx") && !names_a_side("-n"));
         assert!(!names_a_side("--filex") && !names_a_side("-nf"));
+    }
+
+    #[test]
+    fn endpoints_cluster_filter_is_not_the_kubeconfig_cluster() {
+        let a = parse(&["endpoints", "p", "--cluster", "outbound|80||x"]).unwrap();
+        assert_eq!(a.cluster.cluster, None);
+        let Some(ViewCmd::Endpoints(e)) = &a.view else {
+            panic!()
+        };
+        assert_eq!(e.cluster.as_deref(), Some("outbound|80||x"));
+        let a = parse(&["--cluster", "kind-a", "endpoint", "p"]).unwrap();
+        assert_eq!(a.cluster.cluster.as_deref(), Some("kind-a"));
+        let Some(ViewCmd::Endpoints(e)) = &a.view else {
+            panic!()
+        };
+        assert_eq!(e.cluster, None);
+        let a = parse(&["--cluster=kind-a", "clusters", "p"]).unwrap();
+        assert_eq!(a.cluster.cluster.as_deref(), Some("kind-a"));
     }
 
     #[test]

@@ -57,7 +57,15 @@ pub async fn istio_namespace(cluster: &Cluster, given: Option<&str>) -> Result<S
     if let Some(ns) = given {
         return Ok(ns.to_string());
     }
-    let pods = find_istiod_pods(cluster, None, None).await?;
+    let pods = match find_istiod_pods(cluster, None, None).await {
+        Ok(p) => p,
+        // Not allowed to look for it: the usual namespace, as when nothing is found.
+        Err(e) if e.status_code() == Some(403) => {
+            tracing::info!("{e}; assuming {DEFAULT_ISTIO_NAMESPACE}");
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
     Ok(pods
         .first()
         .and_then(|p| p.metadata.namespace.clone())

@@ -287,6 +287,8 @@ pub async fn add_ca(
         err,
         input,
     )?;
+    // Nothing half-applied: make sure the Deployment can be updated before writing the bundle.
+    istiod::preflight_update_deployment(&cluster, &pl.ns, &pl.deployment).await?;
     let to_add = certs.clone();
     let wrote = istiod::write_bundle(&cluster, &pl.ns, &pl.target, |cur| {
         let ch = cert::append_to_bundle(cur, &to_add, &what)?;

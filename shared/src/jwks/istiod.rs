@@ -238,6 +238,30 @@ fn conflict_or<T>(r: Result<T, crate::cluster::Error>) -> Result<bool, crate::Er
     }
 }
 
+/// Check that the Deployment can be read and updated (a server-side dry run of an unchanged
+/// update), so that a change touching a Secret and the Deployment fails before its first write
+/// when RBAC would stop its second.
+pub async fn preflight_update_deployment(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+) -> Result<(), crate::Error> {
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), ns);
+    let cur = cluster
+        .call(format!("get deployment {ns}/{name}"), || api.get(name))
+        .await?;
+    let dry = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    cluster
+        .call(format!("update deployment {ns}/{name}"), || {
+            api.replace(name, &dry, &cur)
+        })
+        .await?;
+    Ok(())
+}
+
 /// Read–modify–write a Deployment: `change` gets the current object and returns the new one
 /// (or `None` for no change). On a 409 the Deployment is re-read and `change` applied once more.
 pub async fn update_deployment<F>(
