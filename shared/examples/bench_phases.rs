@@ -14,9 +14,14 @@ fn main() {
     if args[1] == "dump" {
         let bytes = std::fs::read(&args[2]).unwrap();
         lap("read", &mut t0);
-        let d = meshdebug::dump::ConfigDump::from_bytes(bytes.into(), Some(meshdebug::dump::SectionKind::Clusters)).unwrap();
+        let d = meshdebug::dump::ConfigDump::from_bytes(
+            bytes.into(),
+            Some(meshdebug::dump::SectionKind::Clusters),
+        )
+        .unwrap();
         lap("parse (clusters only)", &mut t0);
-        let rows = meshdebug::dump::clusters::cluster_rows(d.clusters().unwrap(), &Default::default());
+        let rows =
+            meshdebug::dump::clusters::cluster_rows(d.clusters().unwrap(), &Default::default());
         lap("rows", &mut t0);
         let mut out = Vec::new();
         meshdebug::render::write_rows(&rows, &ro, &mut out).unwrap();
@@ -28,10 +33,18 @@ fn main() {
             let bytes = std::fs::read(f).unwrap();
             lap("read", &mut t0);
             let p = std::path::Path::new(f);
-            answers.extend(meshdebug::sync::model::parse_syncz(p, &meshdebug::sync::model::istiod_from_file_name(p), &bytes).unwrap());
+            answers.extend(
+                meshdebug::sync::model::parse_syncz(
+                    p,
+                    &meshdebug::sync::model::istiod_from_file_name(p),
+                    &bytes,
+                )
+                .unwrap(),
+            );
             lap("parse", &mut t0);
         }
-        let rows = meshdebug::sync::view::merge(&answers, None, k8s_openapi::jiff::Timestamp::now());
+        let rows =
+            meshdebug::sync::view::merge(&answers, None, k8s_openapi::jiff::Timestamp::now());
         lap("merge", &mut t0);
         let mut out = Vec::new();
         meshdebug::render::write_rows(&rows, &ro, &mut out).unwrap();

@@ -943,6 +943,23 @@ mod tests {
     }
 
     #[test]
+    fn a_side_must_be_one_pod() {
+        use crate::error::Hint;
+        let e = Error::NotOnePod {
+            target: "deploy/reviews".into(),
+            pods: vec!["reviews-1".into(), "reviews-2".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "deploy/reviews matched 2 pods (reviews-1, reviews-2); diff compares one pod with one other"
+        );
+        assert_eq!(
+            e.hint().unwrap(),
+            "name the pods, e.g. kubectl envoy-dump diff reviews-1 reviews-2"
+        );
+    }
+
+    #[test]
     fn sections_asked_for_are_deduplicated_in_output_order() {
         assert_eq!(wanted(&[]), DiffSection::ALL.to_vec());
         assert_eq!(

@@ -456,19 +456,6 @@ pub async fn token(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human_secs(5), "5s");
-        assert_eq!(human_secs(200), "3m20s");
-        assert_eq!(human_secs(7300), "2h1m");
-        assert_eq!(human_secs(90_000), "1d1h");
-    }
-}
-
 impl CommonOptions {
     /// `-i`, else the namespace where the istiod/istio-pilot pods run, else `istio-system`.
     pub async fn istio_namespace(&self, cluster: &Cluster) -> Result<String, crate::Error> {
@@ -479,5 +466,18 @@ impl CommonOptions {
             )
             .await?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_secs(5), "5s");
+        assert_eq!(human_secs(200), "3m20s");
+        assert_eq!(human_secs(7300), "2h1m");
+        assert_eq!(human_secs(90_000), "1d1h");
     }
 }

@@ -254,12 +254,14 @@ pub async fn preflight_update_deployment(
         dry_run: true,
         ..Default::default()
     };
-    cluster
+    let r = cluster
         .call(format!("update deployment {ns}/{name}"), || {
             api.replace(name, &dry, &cur)
         })
-        .await?;
-    Ok(())
+        .await;
+    // A conflict means someone changed it since our read: the update itself is allowed (RBAC
+    // and admission come first), and the real update re-reads on a conflict.
+    conflict_or(r).map(|_| ())
 }
 
 /// Read–modify–write a Deployment: `change` gets the current object and returns the new one

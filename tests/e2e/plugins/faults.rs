@@ -343,7 +343,7 @@ fn pod_not_running_or_not_injected() {
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
-        err.contains(&format!("{}", pod.name)) && err.contains("Pending, not Running"),
+        err.contains(&pod.name) && err.contains("Pending, not Running"),
         "{}",
         show(&out)
     );
@@ -1330,4 +1330,104 @@ fn control_characters_from_the_cluster_never_reach_the_terminal() {
         stderr: err.text().into_bytes(),
     };
     no_control_chars(&o);
+}
+
+#[test]
+fn ctrl_c_while_reading_changes_nothing_and_during_a_timed_apply_restores() {
+    let (world, pp) = seed();
+    let pods: Vec<_> = [
+        "customer",
+        "preference",
+        "recommendation-v1",
+        "recommendation-v2",
+    ]
+    .iter()
+    .map(|p| world.pod(NS, p).unwrap())
+    .collect();
+    let before: Vec<_> = pods
+        .iter()
+        .map(|p| envoy_levels(p.admin.unwrap()))
+        .collect();
+    let args = [
+        "envoy-log",
+        "-n",
+        NS,
+        "-l",
+        "app in (customer,preference,recommendation)",
+        "rbac=debug",
+        "--max-concurrency",
+        "1",
+        "--for",
+        "5m",
+    ];
+    let spawn = || {
+        pp.kubectl(Some(world.kubeconfig()), &args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // 1. while the loggers are being read (a slow port-forward): nothing is changed
+    world
+        .apiserver()
+        .faults()
+        .latency("/portforward", Duration::from_secs(2));
+    let mut child = spawn();
+    let err = Lines::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !world
+        .apiserver()
+        .requests()
+        .iter()
+        .any(|r| r.path.ends_with("/portforward"))
+    {
+        assert!(Instant::now() < deadline, "{}", err.text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(status.code(), Some(130), "{}", err.text());
+    assert!(err.text().contains("nothing was changed"), "{}", err.text());
+    for (p, b) in pods.iter().zip(&before) {
+        assert_eq!(&envoy_levels(p.admin.unwrap()), b, "{}", p.name);
+    }
+    world.apiserver().faults().clear();
+
+    // 2. during the change, with --for: what was changed is restored at once
+    let slow = SlowChanges::start(pods[1].admin.unwrap(), Duration::from_secs(2));
+    world.apiserver().set_pod_backend(
+        NS,
+        &pods[1].name,
+        PodBackend {
+            ports: [(15000, slow.addr)].into_iter().collect(),
+            logs: pods[1].logs.clone().into_iter().collect(),
+        },
+    );
+    let mut child = spawn();
+    let err = Lines::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !slow.seen.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "{}", err.text());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(envoy_levels(pods[0].admin.unwrap())["rbac"], "debug");
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let text = err.text();
+    assert_eq!(status.code(), Some(130), "{text}");
+    for (p, b) in pods.iter().zip(&before) {
+        assert_eq!(&envoy_levels(p.admin.unwrap()), b, "{}: {text}", p.name);
+    }
+    for p in &pods[..2] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("restored rbac=") && l.contains(&p.name)),
+            "{}: {text}",
+            p.name
+        );
+    }
+    assert!(!text.contains("restoring in"), "no wait: {text}");
 }
