@@ -11,5 +11,5 @@ pub use error::Error;
 pub use port_forward::{Forward, forward};
 pub use target::{
     DEFAULT_ADMIN_PORT, DEFAULT_CONTAINER, ProxyPod, Resolved, Skipped, Target, TargetKind,
-    proxy_pod, resolve_pods,
+    list_pods, proxy_pod, resolve_pods,
 };

@@ -178,7 +178,8 @@ pub async fn resolve_pods(cluster: &Cluster, target: &Target) -> Result<Resolved
     Ok(out)
 }
 
-async fn list_pods(
+/// Pods in `ns` (`None`: every namespace), optionally by label selector.
+pub async fn list_pods(
     cluster: &Cluster,
     ns: Option<&str>,
     selector: Option<&str>,

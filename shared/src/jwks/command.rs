@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Api;
-use kube::api::ListParams;
 use serde::Serialize;
 
 use super::cacerts::{self, BundleSource};
@@ -197,22 +196,7 @@ async fn list_pods(
     ns: Option<&str>,
     selector: Option<&str>,
 ) -> Result<Vec<Pod>, crate::Error> {
-    let api: Api<Pod> = match ns {
-        Some(ns) => Api::namespaced(cluster.client.clone(), ns),
-        None => Api::all(cluster.client.clone()),
-    };
-    let mut lp = ListParams::default();
-    if let Some(s) = selector {
-        lp = lp.labels(s);
-    }
-    let scope = ns
-        .map(|n| format!(" in {n}"))
-        .unwrap_or_else(|| " in all namespaces".into());
-    let sel = selector.map(|s| format!(" -l {s}")).unwrap_or_default();
-    Ok(cluster
-        .call(format!("list pods{scope}{sel}"), || api.list(&lp))
-        .await?
-        .items)
+    Ok(crate::cluster::list_pods(cluster, ns, selector).await?)
 }
 
 /// The jwt_authn providers of one Envoy (pod or admin URL).
