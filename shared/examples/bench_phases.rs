@@ -14,12 +14,36 @@ fn main() {
     if args[1] == "dump" {
         let bytes = std::fs::read(&args[2]).unwrap();
         lap("read", &mut t0);
+        for _ in 0..3 {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).unwrap();
+        lap("floor parse", &mut t0);
+        let b = bytes::Bytes::from(bytes.clone());
+        lap("copy", &mut t0);
+        meshdebug::dump::ConfigDump::from_bytes(b, Some(meshdebug::dump::SectionKind::Secrets)).unwrap();
+        lap("wire scan (secrets only)", &mut t0);
+        }
         let d = meshdebug::dump::ConfigDump::from_bytes(
             bytes.into(),
             Some(meshdebug::dump::SectionKind::Clusters),
         )
         .unwrap();
         lap("parse (clusters only)", &mut t0);
+        let sec = d.sections.iter().find(|s| s.type_url.ends_with("ClustersConfigDump")).unwrap().raw_bytes().to_vec();
+        lap("copy section", &mut t0);
+        for _ in 0..3 {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&sec).unwrap();
+            lap("section ignored", &mut t0);
+            serde_json::from_slice::<meshdebug::dump::clusters::ClustersDump>(&sec).unwrap();
+            lap("section typed", &mut t0);
+            #[derive(serde::Deserialize)]
+            struct E { #[allow(dead_code)] cluster: Option<C> }
+            #[derive(serde::Deserialize)]
+            struct C { #[allow(dead_code)] name: String }
+            #[derive(serde::Deserialize)]
+            struct D { #[allow(dead_code)] dynamic_active_clusters: Vec<E> }
+            serde_json::from_slice::<D>(&sec).unwrap();
+            lap("section names only", &mut t0);
+        }
         let rows =
             meshdebug::dump::clusters::cluster_rows(d.clusters().unwrap(), &Default::default());
         lap("rows", &mut t0);

@@ -62,7 +62,7 @@ for t in "${targets[@]}"; do
   set +e
   "${fuzz[@]}" run --fuzz-dir "$fuzz_dir" -s "$sanitizer" "$t" "$cache/corpus/$t" -- \
     -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$cache/artifacts/$t/" "${extra[@]}" >"$log" 2>&1
+    -dict="$fuzz_dir/fuzz.dict" -artifact_prefix="$cache/artifacts/$t/" "${extra[@]}" >"$log" 2>&1
   rc=$?
   set -e
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)

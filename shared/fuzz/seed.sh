@@ -116,6 +116,8 @@ put("jwt", "rs256", token({"alg": "RS256", "kid": "k1", "typ": "JWT"},
 put("jwt", "bearer", "Bearer " + token({"alg": "ES256", "kid": "e1"},
     {"iss": "https://other.example", "aud": ["a", "b"], "exp": 1000, "groups": ["x"], "nested": {"a": 1}}))
 put("jwt", "unsigned", token({"alg": "none"}, {"sub": "x"}, sig=""))
+put("jwt", "json_form", json.dumps({"alg": "RS256", "kid": "k1"}) + "\n" + json.dumps(
+    {"iss": "https://auth.example.com", "aud": ["aud"], "exp": 1750003600, "nbf": 1749990000}))
 put("jwt", "two_parts", ".".join(token({"alg": "HS256"}, {"iss": "i"}).split(".")[:2]))
 
 # logging_text: the `active loggers:` answer (hand-made) and istiod's ControlZ /scopej/ JSON.

@@ -234,10 +234,30 @@ pub fn jwks(data: &[u8]) -> Corpus {
     Corpus::Keep
 }
 
+/// Encode base64url without padding (the JWT parts).
+fn b64url(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
 /// A JWT → decoded header and claims, the sidecar's verdict with a few providers, the
-/// `jwks-trust token` row.
+/// `jwks-trust token` row. Input starting with `{` is `HEADER-JSON\nCLAIMS-JSON`, made into a
+/// token here (so that the fuzzer mutates the JSON, not its base64); anything else is the token.
 pub fn jwt(data: &[u8]) -> Corpus {
-    let token = text(data);
+    let token = match data.split(|b| *b == b'\n').collect::<Vec<_>>().as_slice() {
+        [header, claims] if header.first() == Some(&b'{') => {
+            format!("{}.{}.c2ln", b64url(header), b64url(claims))
+        }
+        _ => text(data),
+    };
     let Ok(jwt) = Jwt::decode(&token) else {
         return Corpus::Keep;
     };

@@ -63,8 +63,8 @@ impl MeshSpec {
             port,
             protocol,
             cluster_ip: format!("10.{}.{}.{}", 96 + (i >> 16) % 64, (i >> 8) & 255, i & 255),
-            subsets: if i % 2 == 0 { self.subsets } else { 0 },
-            virtual_service: i % 3 == 0,
+            subsets: if i.is_multiple_of(2) { self.subsets } else { 0 },
+            virtual_service: i.is_multiple_of(3),
             endpoints: self.endpoints.max(1),
         }
     }

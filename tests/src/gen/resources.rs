@@ -424,7 +424,7 @@ pub fn virtual_host(svc: &Service) -> Value {
         } else {
             json!({"cluster": svc.cluster_name("")})
         };
-        let api_match = if svc.index % 2 == 0 {
+        let api_match = if svc.index.is_multiple_of(2) {
             json!({"safe_regex": {"regex": "/api/v[0-9]+/.*"}})
         } else {
             json!({"path_separated_prefix": "/api"})

@@ -127,7 +127,7 @@ fn types(i: usize) -> Vec<(&'static str, &'static str, String, String, Option<St
     .into_iter()
     .enumerate()
     {
-        if url == ECDS && i % 13 == 0 {
+        if url == ECDS && i.is_multiple_of(13) {
             continue;
         }
         let sent = nonce(i, n as u64 * 2);
