@@ -193,7 +193,8 @@ impl Replica {
         Ok(())
     }
 
-    /// Pod ports → local addresses: 15010 and 15012 (xDS, plaintext gRPC), 15014 and 8080
+    /// Pod ports → local addresses: 15010 (xDS, plaintext gRPC), 15012 (xDS over TLS, bearer
+    /// token required; serves the debug type `istio.io/debug/syncz` too), 15014 and 8080
     /// (debug HTTP), 9876 (ControlZ). Empty when down.
     pub fn ports(&self) -> HashMap<u16, SocketAddr> {
         let Some(l) = &self.live else {
@@ -201,7 +202,7 @@ impl Replica {
         };
         let mut out = HashMap::new();
         out.insert(15010, l.xds.addr());
-        out.insert(15012, l.xds.addr());
+        out.insert(15012, l.xds.tls_addr());
         if let Some(a) = l.istiod.addr(istiod::MONITORING_PORT) {
             out.insert(istiod::MONITORING_PORT, a);
             out.insert(
@@ -326,6 +327,7 @@ impl ControlPlane {
                     flavour,
                     version: scenario.istio.version.clone(),
                     log_dir: Some(root.join("pods").join(&p.namespace).join(&p.name)),
+                    http_debug: w.http_debug,
                 })
                 .with_context(|| format!("starting istiod {}/{}", p.namespace, p.name))?;
                 let resolver = Resolver::new(trust_of(&store, &p.namespace, &p.deployment));

@@ -228,6 +228,10 @@ pub struct WorkloadSpec {
     /// initial fetch timeout so Envoy still becomes ready.
     #[serde(default)]
     pub hold: Vec<String>,
+    /// Control plane: istiod's `ENABLE_DEBUG_ON_HTTP`; `false` makes `/debug/*` answer a bare
+    /// 404, so clients must use the xDS debug request on 15012 (istioctl ≥ 1.22 does).
+    #[serde(default = "yes")]
+    pub http_debug: bool,
 }
 
 fn one() -> u32 {

@@ -13,6 +13,7 @@ mod install;
 mod jwks_trust;
 mod krew;
 mod mesh_sync;
+mod mesh_sync_xds;
 mod output_schema;
 mod rbac;
 mod support;

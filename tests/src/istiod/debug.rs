@@ -15,10 +15,17 @@ use super::{Flavour, ProxyStatus, Shared, types, write_log};
 pub const NOT_CONNECTED: &str =
     "Proxy not connected to this Pilot instance. It may be connected to another instance.";
 
+/// With `http_debug` off (`ENABLE_DEBUG_ON_HTTP=false`) every path is a bare 404.
 pub(crate) fn router(shared: Shared) -> Router {
-    Router::new()
-        .route("/debug/syncz", get(syncz))
-        .route("/debug/config_dump", get(config_dump))
+    let on = shared.lock().opts.http_debug;
+    let router = if on {
+        Router::new()
+            .route("/debug/syncz", get(syncz))
+            .route("/debug/config_dump", get(config_dump))
+    } else {
+        Router::new()
+    };
+    router
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         .with_state(shared)
 }

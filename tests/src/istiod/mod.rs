@@ -61,6 +61,8 @@ pub struct IstiodOptions {
     pub version: String,
     /// Where the `discovery` log file goes (a temporary directory if `None`).
     pub log_dir: Option<PathBuf>,
+    /// `ENABLE_DEBUG_ON_HTTP`: when false, `/debug/*` answers a bare `404 page not found`.
+    pub http_debug: bool,
 }
 
 impl Default for IstiodOptions {
@@ -72,6 +74,7 @@ impl Default for IstiodOptions {
             flavour: Flavour::Modern,
             version: "1.24.2".into(),
             log_dir: None,
+            http_debug: true,
         }
     }
 }

@@ -3,6 +3,11 @@
 //! HTTP/2) that pushes clusters, listeners, route configurations and cluster load assignments
 //! to real Envoy sidecars, and tracks per proxy and type what istiod's `/debug/syncz` reports:
 //! last sent nonce and version, last acked nonce, the last NACK's error, the send time.
+//! It listens twice on the same state: [`XdsServer::addr`] plaintext (istiod's 15010) and
+//! [`XdsServer::tls_addr`] TLS with a bearer token required (15012). Either answers istiod's
+//! debug request `istio.io/debug/syncz` (istioctl ≥ 1.22 `ps`) with one
+//! `envoy.service.status.v3.ClientConfig` per connected proxy (status rules of
+//! [`TypeStatus::config_status`]).
 //!
 //! Resources are Envoy v3 JSON (snake_case, `@type` on every `Any`), e.g. what
 //! [`crate::sidecar::resources`] generates. They are validated and encoded when set, against
@@ -31,16 +36,17 @@ mod proto;
 mod server;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result, bail};
+use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use codec::{Encoded, encode, to_json, to_protobuf};
-pub use server::rfc3339;
+pub use server::{CLIENT_CONFIG, SYNCZ, rfc3339};
 
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
@@ -201,13 +207,16 @@ impl Default for XdsOptions {
 pub struct XdsServer {
     shared: Arc<server::Shared>,
     addr: SocketAddr,
+    tls_addr: SocketAddr,
     task: JoinHandle<()>,
+    tls_task: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for XdsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XdsServer")
             .field("addr", &self.addr)
+            .field("tls_addr", &self.tls_addr)
             .finish_non_exhaustive()
     }
 }
@@ -223,13 +232,34 @@ impl XdsServer {
             .await
             .with_context(|| format!("binding the xDS server to {}", opts.bind))?;
         let addr = listener.local_addr()?;
+        let tls_bind = SocketAddr::new(opts.bind.ip(), 0);
+        let tls_listener = TcpListener::bind(tls_bind)
+            .await
+            .with_context(|| format!("binding the xDS TLS server to {tls_bind}"))?;
+        let tls_addr = tls_listener.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls_config()?);
         let shared = Arc::new(server::Shared::new(opts.control_plane_id));
-        let task = tokio::spawn(grpc::serve(listener, shared.clone()));
-        Ok(XdsServer { shared, addr, task })
+        let task = tokio::spawn(grpc::serve(listener, shared.clone(), None));
+        let tls_task = tokio::spawn(grpc::serve(tls_listener, shared.clone(), Some(acceptor)));
+        Ok(XdsServer {
+            shared,
+            addr,
+            tls_addr,
+            task,
+            tls_task,
+        })
     }
 
+    /// The plaintext ADS port (istiod's 15010; what the sidecars of this world use).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS ADS port (istiod's 15012): a self-signed certificate for
+    /// `istiod.istio-system.svc`, ALPN h2, and every stream needs `authorization: Bearer <any
+    /// non-empty token>` (else gRPC UNAUTHENTICATED). Same state as [`XdsServer::addr`].
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls_addr
     }
 
     /// Sets the desired resources of a proxy, validating and encoding them first (nothing
@@ -330,7 +360,44 @@ impl Drop for XdsServer {
     fn drop(&mut self) {
         self.shared.shutdown();
         self.task.abort();
+        self.tls_task.abort();
     }
+}
+
+/// The rustls config of the TLS port and its certificate, made once per process: a
+/// self-signed certificate for `istiod.istio-system.svc` and `localhost` (istioctl does not
+/// verify it), ALPN h2.
+fn tls_identity() -> Result<(Arc<rustls::ServerConfig>, CertificateDer<'static>)> {
+    static IDENTITY: OnceLock<
+        Result<(Arc<rustls::ServerConfig>, CertificateDer<'static>), String>,
+    > = OnceLock::new();
+    IDENTITY
+        .get_or_init(|| make_tls_identity().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!("xDS TLS config: {e}"))
+}
+
+fn tls_config() -> Result<Arc<rustls::ServerConfig>> {
+    Ok(tls_identity()?.0)
+}
+
+fn make_tls_identity() -> Result<(Arc<rustls::ServerConfig>, CertificateDer<'static>)> {
+    let names = ["istiod.istio-system.svc", "istiod", "localhost"].map(str::to_owned);
+    let cert = rcgen::generate_simple_self_signed(names.to_vec())
+        .context("generating the istiod certificate")?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        cert.signing_key.serialize_der(),
+    ));
+    let der = cert.cert.der().clone();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("rustls protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .context("rustls server config")?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok((Arc::new(config), der))
 }
 
 /// The static cluster `xds-grpc` (HTTP/2 cleartext to `addr`) Envoy reaches the server with.

@@ -51,6 +51,49 @@ pub struct ControlPlane {
     pub identifier: String,
 }
 
+/// `envoy.service.status.v3.ClientConfig`, the resource of istiod's `istio.io/debug/syncz`
+/// answer (tags from envoy-types' `envoy.service.status.v3`; that package is not in the
+/// descriptor set).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ClientConfig {
+    #[prost(message, optional, tag = "1")]
+    pub node: Option<StatusNode>,
+    #[prost(message, repeated, tag = "3")]
+    pub generic_xds_configs: Vec<GenericXdsConfig>,
+}
+
+/// The part of `envoy.config.core.v3.Node` istiod fills in a `ClientConfig`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StatusNode {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(message, optional, tag = "3")]
+    pub metadata: Option<prost_types::Struct>,
+}
+
+/// `envoy.service.status.v3.ClientConfig.GenericXdsConfig`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GenericXdsConfig {
+    #[prost(string, tag = "1")]
+    pub type_url: String,
+    #[prost(message, optional, tag = "5")]
+    pub last_updated: Option<prost_types::Timestamp>,
+    /// `envoy.service.status.v3.ConfigStatus`: 1 SYNCED, 2 NOT_SENT, 3 STALE, 4 ERROR.
+    #[prost(int32, tag = "6")]
+    pub config_status: i32,
+    #[prost(message, optional, tag = "8")]
+    pub error_state: Option<UpdateFailureState>,
+}
+
+/// `envoy.admin.v3.UpdateFailureState`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UpdateFailureState {
+    #[prost(message, optional, tag = "2")]
+    pub last_update_attempt: Option<prost_types::Timestamp>,
+    #[prost(string, tag = "3")]
+    pub details: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::descriptor::pool;
@@ -88,5 +131,7 @@ mod tests {
         assert_eq!(tag("google.rpc.Status", "code"), 1);
         assert_eq!(tag("google.rpc.Status", "message"), 2);
         assert_eq!(tag("envoy.config.core.v3.ControlPlane", "identifier"), 1);
+        assert_eq!(tag("envoy.config.core.v3.Node", "id"), 1);
+        assert_eq!(tag("envoy.config.core.v3.Node", "metadata"), 3);
     }
 }

@@ -14,8 +14,14 @@ use tokio::sync::{oneshot, watch};
 use super::codec::{self, Encoded};
 use super::grpc::{self, FrameSender};
 use super::invalid;
-use super::proto::{ControlPlane, DiscoveryRequest, DiscoveryResponse};
-use super::{CLUSTER, ENDPOINT, LISTENER, ProxyResources, ProxyStatus, ROUTE, TYPES, TypeStatus};
+use super::proto::{
+    ClientConfig, ControlPlane, DiscoveryRequest, DiscoveryResponse, GenericXdsConfig, StatusNode,
+    UpdateFailureState,
+};
+use super::{
+    CLUSTER, ConfigStatus, ENDPOINT, LISTENER, ProxyResources, ProxyStatus, ROUTE, TYPES,
+    TypeStatus,
+};
 
 pub struct Shared {
     state: Mutex<State>,
@@ -29,6 +35,8 @@ struct State {
     nodes: BTreeMap<String, NodeState>,
     next_stream: u64,
     pushes: u64,
+    /// Debug requests answered (numbers their nonces).
+    debug_answers: u64,
 }
 
 #[derive(Default)]
@@ -435,6 +443,38 @@ impl Shared {
         });
     }
 
+    /// The answer to a debug request (`istio.io/debug/<type>`), as istiod's `StatusGen`:
+    /// `syncz` lists every connected proxy as an `envoy.service.status.v3.ClientConfig`.
+    pub fn debug_response(&self, type_url: &str) -> Result<DiscoveryResponse> {
+        if type_url != SYNCZ {
+            bail!("meshsim serves only the debug type {SYNCZ}, not {type_url:?}");
+        }
+        let resources = self
+            .status()
+            .iter()
+            .map(|p| prost_types::Any {
+                type_url: CLIENT_CONFIG.to_owned(),
+                value: prost::Message::encode_to_vec(&client_config(p)),
+            })
+            .collect::<Vec<_>>();
+        let n = {
+            let mut st = self.lock();
+            st.debug_answers += 1;
+            st.debug_answers
+        };
+        let now = SystemTime::now();
+        tracing::debug!(n = resources.len(), "xds: debug syncz");
+        Ok(DiscoveryResponse {
+            version_info: rfc3339(now),
+            resources,
+            type_url: CLIENT_CONFIG.to_owned(),
+            nonce: self.nonce(n | 1 << 63),
+            control_plane: Some(ControlPlane {
+                identifier: self.control_plane_id.clone(),
+            }),
+        })
+    }
+
     /// Ends every stream (server shutdown).
     pub fn shutdown(&self) {
         let mut st = self.lock();
@@ -444,6 +484,54 @@ impl Shared {
                     c.tx.send(grpc::trailers(grpc::UNAVAILABLE, "meshsim: server stopped"));
             }
         }
+    }
+}
+
+/// The debug type istioctl ≥ 1.22 asks for (`istioctl ps`).
+pub const SYNCZ: &str = "istio.io/debug/syncz";
+/// The type of the resources of the syncz answer.
+pub const CLIENT_CONFIG: &str = "type.googleapis.com/envoy.service.status.v3.ClientConfig";
+
+/// istiod's `debugSyncz` entry of one proxy: proxy id and three metadata strings, and one
+/// `GenericXdsConfig` per watched type (sorted by type URL).
+fn client_config(p: &ProxyStatus) -> ClientConfig {
+    let fields = ["CLUSTER_ID", "NAMESPACE", "ISTIO_VERSION"]
+        .into_iter()
+        .filter_map(|k| {
+            let v = p.metadata(k)?;
+            Some((
+                k.to_owned(),
+                prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StringValue(v.to_owned())),
+                },
+            ))
+        })
+        .collect();
+    let mut types: Vec<&TypeStatus> = p.types.iter().collect();
+    types.sort_by(|a, b| a.type_url.cmp(&b.type_url));
+    ClientConfig {
+        node: Some(StatusNode {
+            // istiod's proxy ID: `<pod>.<ns>` of `sidecar~<ip>~<pod>.<ns>~<domain>`
+            id: p.node_id.split('~').nth(2).unwrap_or(&p.node_id).to_owned(),
+            metadata: Some(prost_types::Struct { fields }),
+        }),
+        generic_xds_configs: types
+            .into_iter()
+            .map(|t| GenericXdsConfig {
+                type_url: t.type_url.clone(),
+                last_updated: t.sent_at.map(prost_types::Timestamp::from),
+                config_status: match t.config_status() {
+                    ConfigStatus::Synced => 1,
+                    ConfigStatus::NotSent => 2,
+                    ConfigStatus::Stale => 3,
+                    ConfigStatus::Error => 4,
+                },
+                error_state: t.last_error.as_ref().map(|e| UpdateFailureState {
+                    last_update_attempt: t.last_error_at.map(prost_types::Timestamp::from),
+                    details: e.clone(),
+                }),
+            })
+            .collect(),
     }
 }
 
@@ -489,6 +577,74 @@ mod tests {
             rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)),
             "2000-02-29T00:00:00Z"
         );
+    }
+
+    #[test]
+    fn client_config_lists_watched_types_with_their_status() {
+        let t =
+            |url: &str, sent: Option<&str>, acked: Option<&str>, err: Option<&str>| TypeStatus {
+                type_url: url.to_owned(),
+                resource_names: vec![],
+                sent_nonce: sent.map(str::to_owned),
+                sent_version: None,
+                sent_at: sent.map(|_| SystemTime::UNIX_EPOCH + Duration::from_secs(5)),
+                sent_names: vec![],
+                acked_nonce: acked.map(str::to_owned),
+                acked_version: None,
+                acked_at: None,
+                last_error: err.map(str::to_owned),
+                last_error_at: None,
+                held: false,
+                invalid: false,
+            };
+        let p = ProxyStatus {
+            node_id: "sidecar~10.0.0.1~web-1.demo~demo.svc.cluster.local".into(),
+            node: serde_json::json!({"id": "web-1.demo", "metadata": {
+                "CLUSTER_ID": "Kubernetes", "NAMESPACE": "demo", "ISTIO_VERSION": "1.24.2",
+                "LABELS": {"app": "web"}}}),
+            stream: 1,
+            connected_at: SystemTime::UNIX_EPOCH,
+            types: vec![
+                t(ROUTE, None, None, None),
+                t(CLUSTER, Some("a"), Some("a"), None),
+                t(LISTENER, Some("b"), Some("a"), Some("bad")),
+                t(ENDPOINT, Some("c"), None, None),
+            ],
+        };
+        let c = client_config(&p);
+        let node = c.node.unwrap();
+        assert_eq!(node.id, "web-1.demo");
+        let mut keys: Vec<_> = node.metadata.unwrap().fields.into_keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["CLUSTER_ID", "ISTIO_VERSION", "NAMESPACE"]);
+        let got: Vec<(&str, i32)> = c
+            .generic_xds_configs
+            .iter()
+            .map(|g| (g.type_url.as_str(), g.config_status))
+            .collect();
+        assert_eq!(
+            got,
+            [(CLUSTER, 1), (ENDPOINT, 3), (LISTENER, 4), (ROUTE, 2)]
+        );
+        assert_eq!(c.generic_xds_configs[0].last_updated.unwrap().seconds, 5);
+        assert_eq!(
+            c.generic_xds_configs[2]
+                .error_state
+                .as_ref()
+                .unwrap()
+                .details,
+            "bad"
+        );
+    }
+
+    #[test]
+    fn only_syncz_is_a_debug_type() {
+        let s = Shared::new("cp".into());
+        let r = s.debug_response(SYNCZ).unwrap();
+        assert_eq!(r.type_url, CLIENT_CONFIG);
+        assert!(r.resources.is_empty());
+        assert_eq!(r.control_plane.unwrap().identifier, "cp");
+        assert!(s.debug_response("istio.io/debug/config_dump").is_err());
     }
 
     #[test]
