@@ -118,6 +118,8 @@ put("jwt", "bearer", "Bearer " + token({"alg": "ES256", "kid": "e1"},
 put("jwt", "unsigned", token({"alg": "none"}, {"sub": "x"}, sig=""))
 put("jwt", "json_form", json.dumps({"alg": "RS256", "kid": "k1"}) + "\n" + json.dumps(
     {"iss": "https://auth.example.com", "aud": ["aud"], "exp": 1750003600, "nbf": 1749990000}))
+for name, exp in [("exp_max", 2**63 - 1), ("exp_min", -2**63)]:
+    put("jwt", name, json.dumps({"alg": "RS256"}) + "\n" + json.dumps({"iss": "https://auth.example.com", "exp": exp, "nbf": exp}))
 put("jwt", "two_parts", ".".join(token({"alg": "HS256"}, {"iss": "i"}).split(".")[:2]))
 
 # logging_text: the `active loggers:` answer (hand-made) and istiod's ControlZ /scopej/ JSON.

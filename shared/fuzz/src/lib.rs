@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::LazyLock;
 
 use libfuzzer_sys::Corpus;
 use meshdebug::dump::bootstrap::{bootstrap_fields, envoy_version};
@@ -143,13 +144,13 @@ pub fn clusters_json(data: &[u8]) -> Corpus {
 
 /// One or more syncz answers → merged, sorted status rows, laggards, rendering.
 fn syncz_rows(answers: &[Syncz]) {
-    let rows = view::merge(answers, None, now_ts());
+    let rows = view::merge(answers.to_vec(), None, now_ts());
     for p in view::laggards(&rows) {
         let _ = view::describe_laggard(p);
     }
     render(&rows);
     if let Some(ns) = rows.first().map(|p| p.namespace.clone()) {
-        render(&view::merge(answers, Some(&ns), now_ts()));
+        render(&view::merge(answers.to_vec(), Some(&ns), now_ts()));
     }
 }
 
@@ -239,7 +240,11 @@ fn b64url(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         for i in 0..=chunk.len() {
             out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
@@ -317,7 +322,10 @@ pub fn logging_text(data: &[u8]) -> Corpus {
         annotations.insert("sidecar.istio.io/logLevel".to_string(), l.to_string());
     }
     if let Some(l) = lines.next() {
-        annotations.insert("sidecar.istio.io/componentLogLevel".to_string(), l.to_string());
+        annotations.insert(
+            "sidecar.istio.io/componentLogLevel".to_string(),
+            l.to_string(),
+        );
     }
     let start = StartLevels::detect(&args, &annotations);
     let _ = plan::parse_specs(&args);
@@ -374,9 +382,9 @@ pub fn envoy_log_line(data: &[u8]) -> Corpus {
 /// Envoy's `/stats` text → rows, unfiltered and filtered.
 pub fn stats_text(data: &[u8]) -> Corpus {
     let body = text(data);
+    static FILTER: LazyLock<Option<regex::Regex>> =
+        LazyLock::new(|| regex::Regex::new("cx_|rq_").ok());
     render(&stat_rows(&body, None));
-    if let Ok(re) = regex::Regex::new("cx_|rq_") {
-        render(&stat_rows(&body, Some(&re)));
-    }
+    render(&stat_rows(&body, FILTER.as_ref()));
     Corpus::Keep
 }

@@ -19,6 +19,8 @@ use super::proto_json::short_type_name;
 use super::routes::RoutesDump;
 use super::secrets::SecretsDump;
 
+mod single_pass;
+
 /// A parsed `/config_dump`.
 #[derive(Debug, Default)]
 pub struct ConfigDump {
@@ -38,7 +40,7 @@ pub struct Section {
 }
 
 impl Section {
-    /// The JSON as received.
+    /// The JSON as received (`None` when the dump was read for one kind of section).
     pub fn raw(&self) -> Option<&RawValue> {
         // Validated when the dump was parsed; this re-reads only this section.
         serde_json::from_slice(&self.text).ok()
@@ -159,7 +161,22 @@ impl ConfigDump {
     /// Parse a `/config_dump` without copying it, decoding only the sections of kind `only`
     /// (every known section when `None`); the other known sections are
     /// [`SectionBody::Undecoded`]. Errors in sections that are not decoded go unnoticed.
+    ///
+    /// With `only`, the dump is read in one pass and the sections keep no raw JSON
+    /// ([`Section::raw`] is `None`); without, every section keeps its JSON (a slice of `bytes`).
     pub fn from_bytes(bytes: Bytes, only: Option<SectionKind>) -> Result<Self, DecodeError> {
+        if let Some(kind) = only
+            && not_an_object(&bytes).is_none()
+            && let Ok(sections) = single_pass::sections(&bytes, kind)
+        {
+            return Ok(Self { sections });
+        }
+        // Sections without a leading @type, and errors (reported with their section).
+        Self::scan(bytes, only)
+    }
+
+    /// The general path: the extent and `@type` of every section, then the wanted ones decoded.
+    fn scan(bytes: Bytes, only: Option<SectionKind>) -> Result<Self, DecodeError> {
         let parsed = match not_an_object(&bytes) {
             Some(e) => Err(e),
             None => serde_json::from_slice::<Wire<'_>>(&bytes),
@@ -401,6 +418,48 @@ mod tests {
         assert!(d.routes().is_none());
         assert!(d.raw_section(SectionKind::Routes).is_some());
         assert!(ConfigDump::from_slice(text).is_err());
+    }
+
+    #[test]
+    fn one_pass_for_one_kind() {
+        let text = br#"{"configs": [
+          {"@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": {"node": {"id": "n"}}},
+          {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "static_clusters": [{"cluster": {"name": "a"}}]},
+          {"@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump", "x": [1]},
+          {},
+          {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", "static_route_configs": 5}
+        ], "extra": true}"#;
+        let d =
+            ConfigDump::from_bytes(Bytes::from_static(text), Some(SectionKind::Clusters)).unwrap();
+        let bodies: Vec<Option<SectionKind>> = d.sections.iter().map(|s| s.body.kind()).collect();
+        assert_eq!(
+            bodies,
+            [
+                Some(SectionKind::Bootstrap),
+                Some(SectionKind::Clusters),
+                None,
+                None,
+                Some(SectionKind::Routes)
+            ]
+        );
+        assert_eq!(d.clusters().unwrap().static_clusters.len(), 1);
+        assert!(d.bootstrap().is_none(), "not decoded");
+        assert!(
+            d.raw_section(SectionKind::Clusters).is_none(),
+            "no raw JSON kept"
+        );
+        assert_eq!(
+            d.sections[2].type_url,
+            "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump"
+        );
+        // An error in the wanted section is reported as by the general path.
+        let e = ConfigDump::from_bytes(Bytes::from_static(text), Some(SectionKind::Routes))
+            .unwrap_err();
+        assert_eq!(
+            e.what,
+            "type.googleapis.com/envoy.admin.v3.RoutesConfigDump"
+        );
+        assert_eq!(text[e.offset], b'5');
     }
 
     #[test]

@@ -2,8 +2,6 @@
 //! istioctl) field names, 64-bit integers as strings, `bytes` as base64, `Any` with an `@type`
 //! URL, and the legacy `config` struct of Istio 1.3-era filters instead of `typed_config`.
 
-use std::collections::BTreeMap;
-
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -122,18 +120,40 @@ impl DataSource {
     }
 }
 
-/// `config.core.v3.Metadata`.
+/// `config.core.v3.Metadata`, reduced to what the views read: Istio's
+/// `filter_metadata.istio.config`. The rest (Istio's `services` list, other filters' structs) is
+/// skipped while parsing, not kept: a dump has tens of thousands of these.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Metadata {
     /// Per-filter structs; Istio writes `istio: {config: "/apis/..."}`.
     #[serde(default, alias = "filterMetadata")]
-    pub filter_metadata: BTreeMap<String, Value>,
+    filter_metadata: FilterMetadata,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct FilterMetadata {
+    #[serde(default)]
+    istio: Option<IstioMetadata>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct IstioMetadata {
+    #[serde(default, deserialize_with = "only_string")]
+    config: Option<String>,
+}
+
+/// A string, or `None` for a value of any other type.
+fn only_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    })
 }
 
 impl Metadata {
     /// `filter_metadata.istio.config`: the Istio resource that produced this object.
     pub fn istio_config(&self) -> Option<&str> {
-        self.filter_metadata.get("istio")?.get("config")?.as_str()
+        self.filter_metadata.istio.as_ref()?.config.as_deref()
     }
 }
 
@@ -212,6 +232,20 @@ mod tests {
         assert_eq!((l.list, l.opt), (vec![3], None));
         let l: L = serde_json::from_str(r#"{"list": [1, "y", 2], "opt": 4}"#).unwrap();
         assert_eq!((l.list, l.opt), (vec![1, 2], Some(4)));
+    }
+
+    #[test]
+    fn istio_metadata() {
+        let m: Metadata = serde_json::from_str(
+            r#"{"filterMetadata": {"istio": {"services": [{"host": "a"}], "config": "/apis/x"}, "other": [1]}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.istio_config(), Some("/apis/x"));
+        let m: Metadata =
+            serde_json::from_str(r#"{"filter_metadata": {"istio": {"config": 5}}}"#).unwrap();
+        assert_eq!(m.istio_config(), None);
+        let m: Metadata = serde_json::from_str(r#"{"filter_metadata": {}}"#).unwrap();
+        assert_eq!(m.istio_config(), None);
     }
 
     #[test]

@@ -196,7 +196,9 @@ pub(super) fn build(
         let text = String::from_utf8_lossy(f.stats.as_deref().unwrap_or_default());
         return Ok(ViewData::Stats(stat_rows(&text, re.as_ref())));
     }
-    let dump = parse_dump(origin, f.dump, section_of(view))?;
+    // The bootstrap view prints the section's own JSON too: keep it (the others need none).
+    let only = section_of(view).filter(|k| *k != SectionKind::Bootstrap);
+    let dump = parse_dump(origin, f.dump, only)?;
     let need = |kind: SectionKind| missing(origin, kind);
     Ok(match view {
         View::Clusters(filter) => ViewData::Clusters(cluster_rows(

@@ -299,11 +299,11 @@ impl Tabular for TokenReport {
     fn row(&self, wide: bool) -> Vec<Cell> {
         let expires = match self.claims.exp {
             Some(exp) => {
-                let d = exp - self.now;
+                let d = exp.saturating_sub(self.now);
                 if d >= 0 {
                     format!("{} (in {})", rfc3339(exp), human_secs(d))
                 } else {
-                    format!("{} ({} ago)", rfc3339(exp), human_secs(-d))
+                    format!("{} ({} ago)", rfc3339(exp), human_secs(d.saturating_neg()))
                 }
             }
             None => String::new(),
@@ -463,5 +463,29 @@ mod tests {
         assert_eq!(human_secs(200), "3m20s");
         assert_eq!(human_secs(7300), "2h1m");
         assert_eq!(human_secs(90_000), "1d1h");
+    }
+
+    #[test]
+    fn expiry_cell_of_extreme_exp() {
+        // Found by fuzzing (shared/fuzz, target jwt): `exp - now` and its negation overflowed.
+        for exp in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let jwt = Jwt::decode(&format!(
+                "{}.{}.c2ln",
+                crate::jwks::model::b64url_encode(br#"{"alg":"RS256"}"#),
+                crate::jwks::model::b64url_encode(format!(r#"{{"exp":{exp}}}"#).as_bytes())
+            ))
+            .unwrap();
+            let report = TokenReport {
+                header: jwt.header,
+                claims: jwt.claims,
+                sidecar: None,
+                providers: vec![],
+                rejections: vec![],
+                verdict: "DECODED".into(),
+                now: 1_750_000_000,
+            };
+            let cells = report.row(true);
+            assert!(!cells[3].text.is_empty(), "{exp}");
+        }
     }
 }

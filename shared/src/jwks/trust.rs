@@ -382,16 +382,17 @@ pub fn key_matches(key: &Jwk, kid: Option<&str>, alg: Option<&str>) -> bool {
 /// empty list means it should pass (the signature is not checked here).
 pub fn diagnose_token(jwt: &Jwt, providers: &[ProviderKeys], now: i64) -> Vec<Rejection> {
     let mut out = Vec::new();
+    // Saturating: `exp`/`nbf` come from the token and may be anywhere in i64.
     if let Some(exp) = jwt.claims.exp
-        && now > exp + CLOCK_SKEW_SECONDS
+        && now > exp.saturating_add(CLOCK_SKEW_SECONDS)
     {
         out.push(Rejection::Expired {
             exp,
-            ago: now - exp,
+            ago: now.saturating_sub(exp),
         });
     }
     if let Some(nbf) = jwt.claims.nbf
-        && nbf > now + CLOCK_SKEW_SECONDS
+        && nbf > now.saturating_add(CLOCK_SKEW_SECONDS)
     {
         out.push(Rejection::NotYetValid { nbf });
     }
@@ -630,6 +631,31 @@ mod tests {
         // audience
         let r = diagnose_token(&t, &[provider(good, &["mobile"])], 0);
         assert!(matches!(&r[0], Rejection::AudienceMismatch { .. }));
+    }
+
+    #[test]
+    fn extreme_exp_and_nbf_do_not_overflow() {
+        // Found by fuzzing (shared/fuzz, target jwt): `exp + skew` overflowed (a panic in debug
+        // builds, "expired" in release) for a token with exp = i64::MAX.
+        let keys = HeldKeys::Keys {
+            jwks: Jwks {
+                keys: vec![rsa("k1", "n1")],
+            },
+        };
+        let p = [provider(keys, &[])];
+        let t = jwt("k1", "https://sso/realms/olaf", "web", i64::MAX);
+        assert!(diagnose_token(&t, &p, 1_750_000_000).is_empty());
+        let t = jwt("k1", "https://sso/realms/olaf", "web", i64::MIN);
+        assert!(matches!(
+            diagnose_token(&t, &p, i64::MAX)[..],
+            [Rejection::Expired { ago: i64::MAX, .. }]
+        ));
+        let mut t = jwt("k1", "https://sso/realms/olaf", "web", i64::MAX);
+        t.claims.nbf = Some(i64::MAX);
+        assert!(matches!(
+            diagnose_token(&t, &p, i64::MAX)[..],
+            [Rejection::NotYetValid { .. }] | []
+        ));
     }
 
     #[test]

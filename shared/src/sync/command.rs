@@ -82,13 +82,45 @@ fn offline(
     err: &mut dyn Write,
 ) -> Result<ExitStatus, crate::Error> {
     let mut answers = Vec::new();
-    for f in &opts.files {
-        let bytes = crate::input::read(f)?;
-        answers.extend(parse_syncz(f, &istiod_from_file_name(f), &bytes)?);
+    for parsed in read_all(&opts.files) {
+        answers.extend(parsed?);
     }
-    let rows = merge(&answers, namespace_filter(opts), Timestamp::now());
+    let rows = merge(answers, namespace_filter(opts), Timestamp::now());
     let status = show(opts, &rows, out, err)?;
     Ok(status)
+}
+
+/// Read and parse the files (one per istiod replica) on up to one thread per CPU; the results
+/// in the order of `files`.
+fn read_all(files: &[PathBuf]) -> Vec<Result<Vec<Syncz>, crate::Error>> {
+    let one = |f: &PathBuf| -> Result<Vec<Syncz>, crate::Error> {
+        let bytes = crate::input::read(f)?;
+        Ok(parse_syncz(f, &istiod_from_file_name(f), &bytes)?)
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(files.len());
+    if workers <= 1 {
+        return files.iter().map(one).collect();
+    }
+    let mut results: Vec<(usize, Result<Vec<Syncz>, crate::Error>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                s.spawn(move || {
+                    (w..files.len())
+                        .step_by(workers)
+                        .map(|i| (i, one(&files[i])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Render the rows (or the "No resources found" note) and apply `--check`.
@@ -214,7 +246,7 @@ async fn live(
     let started = Instant::now();
     loop {
         let (answers, failures) = fetch_all(&cluster, &istiods, ns).await;
-        let rows = merge(&answers, ns, Timestamp::now());
+        let rows = merge(answers, ns, Timestamp::now());
         let Some(timeout) = opts.wait else {
             for f in &failures {
                 report_failure(err, f);

@@ -234,6 +234,23 @@ impl ClientConfig {
             })
             .collect()
     }
+
+    /// [`ClientConfig::xds_configs`], taken out of `self` instead of copied.
+    pub fn take_xds_configs(&mut self) -> Vec<GenericXdsConfig> {
+        if let Some(g) = self.generic_xds_configs.take() {
+            return g;
+        }
+        std::mem::take(&mut self.xds_config)
+            .into_iter()
+            .filter_map(|c| {
+                Some(GenericXdsConfig {
+                    type_url: c.type_url()?.to_string(),
+                    config_status: c.status,
+                    ..Default::default()
+                })
+            })
+            .collect()
+    }
 }
 
 /// One saved or fetched syncz answer.

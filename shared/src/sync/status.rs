@@ -6,6 +6,8 @@
 //! xDS: `UNKNOWN`/absent → `IGNORED`, `NOT_SENT` → `NOT SENT`, else the enum name; a type missing
 //! from a proxy's list → `IGNORED`.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::jiff;
 use serde::Serialize;
 
@@ -203,20 +205,27 @@ pub fn namespace_of(proxy_id: &str) -> &str {
         .unwrap_or_default()
 }
 
-fn http_type(s: &SyncStatus, url: &str, sent: &str, acked: &str, ztunnel: bool) -> TypeStatus {
-    let empty = ResourceStatus::default();
-    let r = s.resources.get(url).unwrap_or(&empty);
+/// One type of an HTTP syncz entry: the flat `<type>_sent`/`<type>_acked` nonces, else those of
+/// `resources[url]`, which also has the send time and the last NACK. Takes what it uses.
+fn http_type(
+    resources: &mut BTreeMap<String, ResourceStatus>,
+    url: &str,
+    sent: String,
+    acked: String,
+    ztunnel: bool,
+) -> TypeStatus {
+    let r = resources.remove(url).unwrap_or_default();
     let (sent, acked) = if sent.is_empty() && acked.is_empty() {
-        (r.sent.as_str(), r.acked.as_str())
+        (r.sent, r.acked)
     } else {
         (sent, acked)
     };
-    let error = r.last_error.clone().filter(|e| !e.is_empty());
+    let error = r.last_error.filter(|e| !e.is_empty());
     TypeStatus {
-        state: SyncState::from_nonces(sent, acked, error.as_deref(), ztunnel),
-        sent: (!sent.is_empty()).then(|| sent.to_string()),
-        acked: (!acked.is_empty()).then(|| acked.to_string()),
-        last_sent: r.sent_time.clone().filter(|t| !t.is_empty()),
+        state: SyncState::from_nonces(&sent, &acked, error.as_deref(), ztunnel),
+        sent: (!sent.is_empty()).then_some(sent),
+        acked: (!acked.is_empty()).then_some(acked),
+        last_sent: r.sent_time.filter(|t| !t.is_empty()),
         error,
     }
 }
@@ -224,42 +233,54 @@ fn http_type(s: &SyncStatus, url: &str, sent: &str, acked: &str, ztunnel: bool) 
 impl ProxyStatus {
     /// One proxy of an HTTP `/debug/syncz` answer from `istiod`.
     pub fn from_http(s: &SyncStatus, istiod: &str) -> Self {
-        let z = s.proxy_type == "ztunnel";
-        let version = if !s.istio_version.is_empty() {
-            s.istio_version.clone()
-        } else if !s.proxy_version.is_empty() {
-            format!("{}*", s.proxy_version)
+        Self::from_http_owned(s.clone(), istiod)
+    }
+
+    /// [`ProxyStatus::from_http`], taking the strings instead of copying them (10k proxies).
+    pub fn from_http_owned(s: SyncStatus, istiod: &str) -> Self {
+        let SyncStatus {
+            cluster_id,
+            proxy,
+            proxy_type,
+            proxy_version,
+            istio_version,
+            cluster_sent,
+            cluster_acked,
+            listener_sent,
+            listener_acked,
+            route_sent,
+            route_acked,
+            endpoint_sent,
+            endpoint_acked,
+            extensionconfig_sent,
+            extensionconfig_acked,
+            mut resources,
+        } = s;
+        let z = proxy_type == "ztunnel";
+        let version = if !istio_version.is_empty() {
+            istio_version
+        } else if !proxy_version.is_empty() {
+            format!("{proxy_version}*")
         } else {
             String::new()
         };
+        let r = &mut resources;
         Self {
-            name: s.proxy.clone(),
-            namespace: namespace_of(&s.proxy).to_string(),
-            cluster: s.cluster_id.clone(),
-            proxy_type: s.proxy_type.clone(),
+            namespace: namespace_of(&proxy).to_string(),
+            name: proxy,
+            cluster: cluster_id,
+            proxy_type,
             istiod: istiod.to_string(),
             version,
-            cds: http_type(s, type_url::CLUSTER, &s.cluster_sent, &s.cluster_acked, z),
-            lds: http_type(
-                s,
-                type_url::LISTENER,
-                &s.listener_sent,
-                &s.listener_acked,
-                z,
-            ),
-            eds: http_type(
-                s,
-                type_url::ENDPOINT,
-                &s.endpoint_sent,
-                &s.endpoint_acked,
-                z,
-            ),
-            rds: http_type(s, type_url::ROUTE, &s.route_sent, &s.route_acked, z),
+            cds: http_type(r, type_url::CLUSTER, cluster_sent, cluster_acked, z),
+            lds: http_type(r, type_url::LISTENER, listener_sent, listener_acked, z),
+            eds: http_type(r, type_url::ENDPOINT, endpoint_sent, endpoint_acked, z),
+            rds: http_type(r, type_url::ROUTE, route_sent, route_acked, z),
             ecds: http_type(
-                s,
+                r,
                 type_url::EXTENSION_CONFIG,
-                &s.extensionconfig_sent,
-                &s.extensionconfig_acked,
+                extensionconfig_sent,
+                extensionconfig_acked,
                 z,
             ),
             last_sent_age: None,
@@ -268,45 +289,58 @@ impl ProxyStatus {
 
     /// One `ClientConfig` of an xDS syncz answer from `istiod`.
     pub fn from_xds(c: &ClientConfig, istiod: &str) -> Self {
-        let configs = c.xds_configs();
-        let of = |url: &str| -> TypeStatus {
+        Self::from_xds_owned(c.clone(), istiod)
+    }
+
+    /// [`ProxyStatus::from_xds`], taking the strings instead of copying them.
+    pub fn from_xds_owned(mut c: ClientConfig, istiod: &str) -> Self {
+        let mut configs = c.take_xds_configs();
+        let mut of = |url: &str| -> TypeStatus {
             configs
                 .iter()
-                .find(|g| g.type_url == url)
-                .map(xds_type)
+                .position(|g| g.type_url == url)
+                .map(|i| xds_type(configs.swap_remove(i)))
                 .unwrap_or_else(TypeStatus::ignored)
         };
-        let namespace = match c.node.meta("NAMESPACE") {
-            "" => namespace_of(&c.node.id),
+        let (cds, lds, eds, rds, ecds) = (
+            of(type_url::CLUSTER),
+            of(type_url::LISTENER),
+            of(type_url::ENDPOINT),
+            of(type_url::ROUTE),
+            of(type_url::EXTENSION_CONFIG),
+        );
+        let node = c.node;
+        let namespace = match node.meta("NAMESPACE") {
+            "" => namespace_of(&node.id),
             ns => ns,
-        };
+        }
+        .to_string();
         Self {
-            name: c.node.id.clone(),
-            namespace: namespace.to_string(),
-            cluster: c.node.meta("CLUSTER_ID").to_string(),
+            namespace,
+            cluster: node.meta("CLUSTER_ID").to_string(),
             proxy_type: String::new(),
             istiod: istiod.to_string(),
-            version: c.node.meta("ISTIO_VERSION").to_string(),
-            cds: of(type_url::CLUSTER),
-            lds: of(type_url::LISTENER),
-            eds: of(type_url::ENDPOINT),
-            rds: of(type_url::ROUTE),
-            ecds: of(type_url::EXTENSION_CONFIG),
+            version: node.meta("ISTIO_VERSION").to_string(),
+            name: node.id,
+            cds,
+            lds,
+            eds,
+            rds,
+            ecds,
             last_sent_age: None,
         }
     }
 }
 
-fn xds_type(g: &GenericXdsConfig) -> TypeStatus {
+fn xds_type(g: GenericXdsConfig) -> TypeStatus {
     TypeStatus {
         state: SyncState::from_config_status(g.config_status.as_deref()),
         sent: None,
         acked: None,
-        last_sent: g.last_updated.clone().filter(|t| !t.is_empty()),
+        last_sent: g.last_updated.filter(|t| !t.is_empty()),
         error: g
             .error_state
-            .as_ref()
-            .and_then(|e| e.details.clone())
+            .and_then(|e| e.details)
             .filter(|d| !d.is_empty()),
     }
 }

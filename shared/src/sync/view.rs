@@ -6,18 +6,18 @@ use super::model::Syncz;
 use super::status::{ProxyStatus, human_duration, parse_time};
 use crate::render::{Cell, Tabular, Tone};
 
-/// The proxies of one syncz answer.
-pub fn proxies_of(s: &Syncz) -> Vec<ProxyStatus> {
+/// The proxies of one syncz answer (taken out of it: 10k proxies are not copied).
+pub fn proxies_of(s: Syncz) -> Vec<ProxyStatus> {
     match s {
         Syncz::Http { istiod, proxies } => proxies
-            .iter()
-            .map(|p| ProxyStatus::from_http(p, istiod))
+            .into_iter()
+            .map(|p| ProxyStatus::from_http_owned(p, &istiod))
             .collect(),
         Syncz::Xds(r) => {
             let istiod = r.istiod_id();
             r.resources
-                .iter()
-                .map(|c| ProxyStatus::from_xds(c, &istiod))
+                .into_iter()
+                .map(|c| ProxyStatus::from_xds_owned(c, &istiod))
                 .collect()
         }
     }
@@ -26,20 +26,67 @@ pub fn proxies_of(s: &Syncz) -> Vec<ProxyStatus> {
 /// Merge the answers of all replicas (a proxy is connected to one; should it show up at two,
 /// both rows stay), keep only `namespace` if given, sort by name then istiod, and fill in the
 /// age of the newest push relative to `now`.
-pub fn merge(answers: &[Syncz], namespace: Option<&str>, now: Timestamp) -> Vec<ProxyStatus> {
-    let mut rows: Vec<ProxyStatus> = answers
+pub fn merge(answers: Vec<Syncz>, namespace: Option<&str>, now: Timestamp) -> Vec<ProxyStatus> {
+    let total = answers
         .iter()
-        .flat_map(proxies_of)
-        .filter(|p| namespace.is_none_or(|ns| p.namespace == ns))
-        .collect();
-    for p in &mut rows {
-        p.last_sent_age = p
-            .last_sent()
-            .and_then(parse_time)
-            .map(|t| human_duration(now.duration_since(t)));
+        .map(|a| match a {
+            Syncz::Http { proxies, .. } => proxies.len(),
+            Syncz::Xds(r) => r.resources.len(),
+        })
+        .sum();
+    let mut rows: Vec<ProxyStatus> = Vec::with_capacity(total);
+    for a in answers {
+        rows.extend(
+            proxies_of(a)
+                .into_iter()
+                .filter(|p| namespace.is_none_or(|ns| p.namespace == ns)),
+        );
     }
-    rows.sort_by(|a, b| (&a.name, &a.istiod).cmp(&(&b.name, &b.istiod)));
+    // The types of a proxy are often pushed at once: parse each distinct time once.
+    let mut last: Option<(String, Option<Timestamp>)> = None;
+    let mut parse = |s: &str| match &last {
+        Some((text, t)) if text == s => *t,
+        _ => {
+            let t = parse_time(s);
+            last = Some((s.to_owned(), t));
+            t
+        }
+    };
+    for p in &mut rows {
+        let newest = p
+            .types()
+            .iter()
+            .filter_map(|(_, t)| t.last_sent.as_deref())
+            .filter_map(&mut parse)
+            .max();
+        p.last_sent_age = newest.map(|t| human_duration(now.duration_since(t)));
+    }
+    // Sort positions, then move each row at most once: a row is ~700 bytes, too big to be
+    // swapped around by the sort itself.
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&rows[a], &rows[b]);
+        (&a.name, &a.istiod).cmp(&(&b.name, &b.istiod))
+    });
+    permute(&mut rows, order);
     rows
+}
+
+/// Reorder `items` in place so that `items[k]` becomes the old `items[order[k]]` (`order` is a
+/// permutation of the positions): each cycle of the permutation is walked once, n swaps at most.
+fn permute<T>(items: &mut [T], mut order: Vec<usize>) {
+    for start in 0..items.len() {
+        let mut cur = start;
+        while order[cur] != cur {
+            let next = order[cur];
+            order[cur] = cur;
+            if next == start {
+                break;
+            }
+            items.swap(cur, next);
+            cur = next;
+        }
+    }
 }
 
 /// The proxies that are not in sync (some type STALE or ERROR).
@@ -168,6 +215,24 @@ mod tests {
     }
 
     #[test]
+    fn permutations_in_place() {
+        for order in [
+            vec![],
+            vec![0],
+            vec![2, 0, 1],
+            vec![1, 0, 3, 2],
+            vec![4, 3, 2, 1, 0],
+            vec![3, 0, 4, 1, 2],
+        ] {
+            let old: Vec<usize> = (0..order.len()).map(|i| i * 10).collect();
+            let want: Vec<usize> = order.iter().map(|&i| old[i]).collect();
+            let mut items = old.clone();
+            permute(&mut items, order);
+            assert_eq!(items, want);
+        }
+    }
+
+    #[test]
     fn http_multi_replica_matches_istioctl_1_21() {
         let mut answers = Vec::new();
         for i in 1..=4 {
@@ -176,7 +241,7 @@ mod tests {
                 &format!("istiod{i}"),
             ));
         }
-        let rows = merge(&answers, None, now());
+        let rows = merge(answers.clone(), None, now());
         assert_eq!(
             cells(&table(&rows, OutputFormat::Table)),
             golden("v1.21/ps/multiStatusMultiPilot.txt")
@@ -186,7 +251,7 @@ mod tests {
     #[test]
     fn http_single_replica_and_fallback_version() {
         let rows = merge(
-            &load(
+            load(
                 "v1.21/ps/derived-inputs/istiod1-single.syncz.json",
                 "istiod1",
             ),
@@ -198,7 +263,7 @@ mod tests {
             golden("v1.21/ps/multiStatusSinglePilot.txt")
         );
         let rows = merge(
-            &load(
+            load(
                 "v1.21/ps/derived-inputs/istiod2-fallback.syncz.json",
                 "istiod2",
             ),
@@ -221,7 +286,10 @@ mod tests {
                 name,
             ));
         }
-        let ours = cells(&table(&merge(&answers, None, now()), OutputFormat::Table));
+        let ours = cells(&table(
+            &merge(answers.clone(), None, now()),
+            OutputFormat::Table,
+        ));
         let keep = [0usize, 2, 3, 4, 5, 7, 8];
         let ours: Vec<Vec<String>> = ours
             .iter()
@@ -235,7 +303,7 @@ mod tests {
     #[test]
     fn xds_rows() {
         let rows = merge(
-            &load("current/ps-xds/multiXdsStatusSinglePilot.json", "x"),
+            load("current/ps-xds/multiXdsStatusSinglePilot.json", "x"),
             None,
             now(),
         );
@@ -252,12 +320,12 @@ mod tests {
             "derived/http-debug-syncz.modern.example.json",
             "istiod-b",
         ));
-        let all = merge(&answers, None, now());
+        let all = merge(answers.clone(), None, now());
         assert_eq!(
             all.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
             ["productpage-v1-6987489c74-wchxv.default", "proxy1"]
         );
-        let foo = merge(&answers, Some("foo"), now());
+        let foo = merge(answers.clone(), Some("foo"), now());
         assert_eq!(foo.len(), 1);
         assert_eq!(foo[0].name, "proxy1");
     }
@@ -265,7 +333,7 @@ mod tests {
     #[test]
     fn wide_adds_type_age_nonces_and_errors() {
         let rows = merge(
-            &load("derived/http-debug-syncz.modern.example.json", "istiod-b"),
+            load("derived/http-debug-syncz.modern.example.json", "istiod-b"),
             None,
             now(),
         );
@@ -283,7 +351,7 @@ mod tests {
     #[test]
     fn json_is_the_typed_list() {
         let rows = merge(
-            &load("v1.21/ps/derived-inputs/istiod3.syncz.json", "istiod3"),
+            load("v1.21/ps/derived-inputs/istiod3.syncz.json", "istiod3"),
             None,
             now(),
         );

@@ -277,14 +277,26 @@ fn decode_node(b: &[u8]) -> Result<Node, Failure> {
     while let Some((n, f)) = r.next()? {
         match (n, f) {
             (1, Field::Bytes(id)) => node.id = string(id),
-            (3, Field::Bytes(s)) => node.metadata = decode_struct(s)?,
+            (3, Field::Bytes(s)) => node.metadata = decode_struct(s, 0)?,
             _ => {}
         }
     }
     Ok(node)
 }
 
-fn decode_struct(b: &[u8]) -> Result<BTreeMap<String, Value>, Failure> {
+/// How deep `Struct`s and `Value`s may nest (protobuf's default recursion limit): deeper input is
+/// refused rather than overflowing the stack.
+const MAX_DEPTH: usize = 100;
+
+fn too_deep(what: &'static str, depth: usize) -> Result<(), Failure> {
+    if depth > MAX_DEPTH {
+        return Err(Failure::Decode { what, offset: 0 });
+    }
+    Ok(())
+}
+
+fn decode_struct(b: &[u8], depth: usize) -> Result<BTreeMap<String, Value>, Failure> {
+    too_deep("Struct nested too deep", depth)?;
     let mut r = Reader::new(b, "Struct");
     let mut out = BTreeMap::new();
     while let Some((n, f)) = r.next()? {
@@ -294,7 +306,7 @@ fn decode_struct(b: &[u8]) -> Result<BTreeMap<String, Value>, Failure> {
             while let Some((n, f)) = e.next()? {
                 match (n, f) {
                     (1, Field::Bytes(key)) => k = string(key),
-                    (2, Field::Bytes(val)) => v = decode_value(val)?,
+                    (2, Field::Bytes(val)) => v = decode_value(val, depth + 1)?,
                     _ => {}
                 }
             }
@@ -304,7 +316,8 @@ fn decode_struct(b: &[u8]) -> Result<BTreeMap<String, Value>, Failure> {
     Ok(out)
 }
 
-fn decode_value(b: &[u8]) -> Result<Value, Failure> {
+fn decode_value(b: &[u8], depth: usize) -> Result<Value, Failure> {
+    too_deep("Value nested too deep", depth)?;
     let mut r = Reader::new(b, "Value");
     let mut v = Value::Null;
     while let Some((n, f)) = r.next()? {
@@ -314,13 +327,15 @@ fn decode_value(b: &[u8]) -> Result<Value, Failure> {
                 .unwrap_or(Value::Null),
             (3, Field::Bytes(s)) => Value::String(string(s)),
             (4, Field::Varint(x)) => Value::Bool(x != 0),
-            (5, Field::Bytes(s)) => Value::Object(decode_struct(s)?.into_iter().collect()),
+            (5, Field::Bytes(s)) => {
+                Value::Object(decode_struct(s, depth + 1)?.into_iter().collect())
+            }
             (6, Field::Bytes(l)) => {
                 let mut lr = Reader::new(l, "ListValue");
                 let mut items = Vec::new();
                 while let Some((n, f)) = lr.next()? {
                     if let (1, Field::Bytes(x)) = (n, f) {
-                        items.push(decode_value(x)?);
+                        items.push(decode_value(x, depth + 1)?);
                     }
                 }
                 Value::Array(items)
@@ -696,6 +711,52 @@ pub(crate) mod tests {
         let b = encode_syncz_response("i");
         let e = decode_response(&b[..b.len() - 3]).unwrap_err();
         assert!(matches!(e, Failure::Decode { .. }), "{e}");
+    }
+
+    /// A response whose node metadata holds a `Value` in `depth` nested lists.
+    fn nested_metadata(depth: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        put_str(&mut v, 3, "x");
+        for _ in 0..depth {
+            let mut list = Vec::new();
+            put_len(&mut list, 1, &v);
+            v.clear();
+            put_len(&mut v, 6, &list);
+        }
+        let mut entry = Vec::new();
+        put_str(&mut entry, 1, "k");
+        put_len(&mut entry, 2, &v);
+        let mut meta = Vec::new();
+        put_len(&mut meta, 1, &entry);
+        let mut node = Vec::new();
+        put_str(&mut node, 1, "a.b");
+        put_len(&mut node, 3, &meta);
+        let mut cc = Vec::new();
+        put_len(&mut cc, 1, &node);
+        let mut any = Vec::new();
+        put_str(&mut any, 1, CLIENT_CONFIG);
+        put_len(&mut any, 2, &cc);
+        let mut resp = Vec::new();
+        put_len(&mut resp, 2, &any);
+        resp
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        // Found with the shared/fuzz syncz_proto target: 10k nested lists overflowed the stack.
+        let r = decode_response(&nested_metadata(50)).unwrap();
+        assert_eq!(r.resources[0].node.id, "a.b");
+        let e = decode_response(&nested_metadata(10_000)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Failure::Decode {
+                    what: "Value nested too deep",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     /// A one-stream gRPC server on an in-memory pipe, plaintext HTTP/2.
