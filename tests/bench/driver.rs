@@ -216,45 +216,62 @@ impl Bench<'_> {
     /// without the GNU time wrapper (its fork and exec would count), and wrapped separately for
     /// their RSS.
     fn measure(&self, label: &str, cmd: &Cmd, runs: usize) -> Result<Stat> {
-        let runs = runs.max(1);
-        let mut walls = Vec::new();
-        let mut cpus = Vec::new();
-        let mut rss = Vec::new();
-        let (w, u) = self.once(cmd, true)?;
-        cpus.extend(u.map(|u| u.0));
-        rss.extend(u.map(|u| u.1));
-        let fast = w < Duration::from_millis(500);
-        if !fast {
-            walls.push(w);
+        Ok(self.measure_all(&[(label, cmd, runs)])?[0])
+    }
+
+    /// [`Bench::measure`] for several commands, run in turns (one run of each, then the next
+    /// round) so that a change in the machine's load affects them alike.
+    fn measure_all(&self, cmds: &[(&str, &Cmd, usize)]) -> Result<Vec<Stat>> {
+        #[derive(Default)]
+        struct Samples {
+            walls: Vec<Duration>,
+            cpus: Vec<Duration>,
+            rss: Vec<u64>,
+            fast: bool,
         }
-        for _ in 1..runs {
-            let (w, u) = self.once(cmd, true)?;
-            cpus.extend(u.map(|u| u.0));
-            rss.extend(u.map(|u| u.1));
-            if !fast {
-                walls.push(w);
+        let mut samples: Vec<Samples> = cmds.iter().map(|_| Samples::default()).collect();
+        let rounds = cmds.iter().map(|c| c.2.max(1)).max().unwrap_or(1);
+        for round in 0..rounds {
+            for ((_, cmd, runs), s) in cmds.iter().zip(&mut samples) {
+                if round >= (*runs).max(1) {
+                    continue;
+                }
+                let (w, u) = self.once(cmd, true)?;
+                s.cpus.extend(u.map(|u| u.0));
+                s.rss.extend(u.map(|u| u.1));
+                if round == 0 {
+                    s.fast = w < Duration::from_millis(500);
+                }
+                if s.fast {
+                    // Timed without the wrapper (the first unwrapped run warms up).
+                    let extra = if round == 0 { 2 } else { 1 };
+                    let mut last = Duration::ZERO;
+                    for _ in 0..extra {
+                        last = self.once(cmd, false)?.0;
+                    }
+                    s.walls.push(last);
+                } else {
+                    s.walls.push(w);
+                }
             }
         }
-        if fast {
-            // One warm-up, then the timed runs.
-            self.once(cmd, false)?;
-            for _ in 0..runs.max(5) {
-                walls.push(self.once(cmd, false)?.0);
-            }
+        let mut out = Vec::new();
+        for ((label, _, _), mut s) in cmds.iter().zip(samples) {
+            let stat = Stat {
+                wall: median(&mut s.walls),
+                cpu: median(&mut s.cpus),
+                rss_kb: median(&mut s.rss),
+            };
+            let _ = writeln!(
+                std::io::stderr(),
+                "  {label:<52} {:>9} (cpu {:>9})  {:>8.1} MB",
+                fmt_secs(stat.secs()),
+                fmt_cpu(stat.cpu),
+                stat.rss_mb()
+            );
+            out.push(stat);
         }
-        let stat = Stat {
-            wall: median(&mut walls),
-            cpu: median(&mut cpus),
-            rss_kb: median(&mut rss),
-        };
-        let _ = writeln!(
-            std::io::stderr(),
-            "  {label:<52} {:>9} (cpu {:>9})  {:>8.1} MB",
-            fmt_secs(stat.secs()),
-            fmt_cpu(stat.cpu),
-            stat.rss_mb()
-        );
-        Ok(stat)
+        Ok(out)
     }
 }
 
@@ -469,18 +486,30 @@ fn run(args: &Args) -> Result<()> {
             "dump {label} ({bytes} bytes, {} runs each):",
             args.runs
         );
-        let floor_stat = bench.measure("floor", &Cmd::new(&floor, &[&file]), args.runs)?;
         let jq_runs = if size >= 300 {
             args.runs.min(3)
         } else {
             args.runs
         };
         let jq_out = cache.join("jq.out");
-        let jq_stat = bench.measure(
-            "jq (cluster table)",
-            &Cmd::new(&args.jq, &[&"-r", &JQ_CLUSTERS, &file]).to(jq_out.clone()),
-            jq_runs,
-        )?;
+        const VIEWS: [&str; 3] = ["clusters", "listeners", "routes"];
+        let floor_cmd = Cmd::new(&floor, &[&file]);
+        let jq_cmd = Cmd::new(&args.jq, &[&"-r", &JQ_CLUSTERS, &file]).to(jq_out.clone());
+        let view_cmds: Vec<(String, Cmd)> = VIEWS
+            .iter()
+            .map(|view| {
+                let cmd =
+                    Cmd::new(&dump, &[view, &"-f", &file]).to(cache.join(format!("{view}.out")));
+                (format!("envoy-dump {view} -f"), cmd)
+            })
+            .collect();
+        let mut cmds: Vec<(&str, &Cmd, usize)> = vec![
+            ("floor", &floor_cmd, args.runs),
+            ("jq (cluster table)", &jq_cmd, jq_runs),
+        ];
+        cmds.extend(view_cmds.iter().map(|(l, c)| (l.as_str(), c, args.runs)));
+        let stats = bench.measure_all(&cmds)?;
+        let (floor_stat, jq_stat) = (stats[0], stats[1]);
         report.rows.push(Row {
             size: label.clone(),
             command: "floor: read + serde_json `IgnoredAny`".into(),
@@ -497,13 +526,8 @@ fn run(args: &Args) -> Result<()> {
             jq_over: None,
             rss_over_file: Some(jq_stat.rss_kb as f64 * 1024.0 / bytes as f64),
         });
-        for view in ["clusters", "listeners", "routes"] {
+        for (view, stat) in VIEWS.into_iter().zip(stats[2..].iter().copied()) {
             let out = cache.join(format!("{view}.out"));
-            let stat = bench.measure(
-                &format!("envoy-dump {view} -f"),
-                &Cmd::new(&dump, &[&view, &"-f", &file]).to(out.clone()),
-                args.runs,
-            )?;
             if view == "clusters" {
                 let rows = count_lines(&out)?.saturating_sub(1);
                 let jq_rows = count_lines(&jq_out)?;
@@ -562,12 +586,14 @@ fn run(args: &Args) -> Result<()> {
         proxies: args.proxies,
         replicas: args.replicas,
     };
-    let _ = writeln!(
-        std::io::stderr(),
-        "mesh-sync -f, {} proxies over {} istiods:",
-        spec.proxies,
-        spec.replicas
-    );
+    if part("sync") {
+        let _ = writeln!(
+            std::io::stderr(),
+            "mesh-sync -f, {} proxies over {} istiods:",
+            spec.proxies,
+            spec.replicas
+        );
+    }
     let forms: &[(SynczForm, &str)] = if part("sync") {
         &[
             (SynczForm::Http, "HTTP /debug/syncz"),
@@ -607,7 +633,9 @@ fn run(args: &Args) -> Result<()> {
     }
 
     // 3. --help of each plugin.
-    let _ = writeln!(std::io::stderr(), "--help:");
+    if part("help") {
+        let _ = writeln!(std::io::stderr(), "--help:");
+    }
     let helps = [
         ("envoy-dump", &dump),
         ("envoy-log", &log),
@@ -721,52 +749,25 @@ fn world_benchmarks(
 
     // envoy-log: one pod, then all 50 with -l.
     let kc: &dyn AsRef<std::ffi::OsStr> = &kubeconfig;
-    let single = bench.measure(
-        "envoy-log POD",
-        &Cmd::new(log, &[&"--kubeconfig", kc, &"-n", &"bench", &one.name]),
-        args.runs,
-    )?;
-    let many = bench.measure(
-        &format!("envoy-log -l app=web ({} pods)", web.len()),
-        &Cmd::new(
-            log,
-            &[&"--kubeconfig", kc, &"-n", &"bench", &"-l", &"app=web"],
-        ),
-        args.runs,
-    )?;
-    let set_one = bench.measure(
-        "envoy-log POD --level warning",
-        &Cmd::new(
-            log,
-            &[
-                &"--kubeconfig",
-                kc,
-                &"-n",
-                &"bench",
-                &one.name,
-                &"--level",
-                &"warning",
-            ],
-        ),
-        args.runs,
-    )?;
-    let set_many = bench.measure(
-        "envoy-log -l app=web --level warning",
-        &Cmd::new(
-            log,
-            &[
-                &"--kubeconfig",
-                kc,
-                &"-n",
-                &"bench",
-                &"-l",
-                &"app=web",
-                &"--level",
-                &"warning",
-            ],
-        ),
-        args.runs,
-    )?;
+    let base: [&dyn AsRef<std::ffi::OsStr>; 4] = [&"--kubeconfig", kc, &"-n", &"bench"];
+    let log_cmd = |extra: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let all: Vec<&dyn AsRef<std::ffi::OsStr>> = base.iter().chain(extra).copied().collect();
+        Cmd::new(log, &all)
+    };
+    let cmds = [
+        log_cmd(&[&one.name]),
+        log_cmd(&[&"-l", &"app=web"]),
+        log_cmd(&[&one.name, &"--level", &"warning"]),
+        log_cmd(&[&"-l", &"app=web", &"--level", &"warning"]),
+    ];
+    let many_label = format!("envoy-log -l app=web ({} pods)", web.len());
+    let stats = bench.measure_all(&[
+        ("envoy-log POD", &cmds[0], args.runs),
+        (&many_label, &cmds[1], args.runs),
+        ("envoy-log POD --level warning", &cmds[2], args.runs),
+        ("envoy-log -l app=web --level warning", &cmds[3], args.runs),
+    ])?;
+    let (single, many, set_one, set_many) = (stats[0], stats[1], stats[2], stats[3]);
     for (what, s, m) in [("list", single, many), ("--level", set_one, set_many)] {
         let label = if what == "list" {
             ""
@@ -824,6 +825,7 @@ fn world_benchmarks(
         args.runs.min(3),
     )?;
     let got = std::fs::metadata(&out)?.len();
+    let _ = std::fs::remove_file(&out);
     if got != bytes {
         report.notes.push(format!(
             "Warning: the raw dump through port-forward wrote {got} bytes of {bytes}."
@@ -879,6 +881,7 @@ fn world_benchmarks(
             args.runs.min(3),
         )?;
         let got = std::fs::metadata(&out)?.len();
+        let _ = std::fs::remove_file(&out);
         report.rows.push(Row {
             size: format!(
                 "{:.0} MB (real Envoy, {} services)",

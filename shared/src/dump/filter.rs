@@ -57,10 +57,21 @@ impl Filter {
         Some(self.config().and_then(decode).unwrap_or_default())
     }
 
-    /// istioctl's test for a TCP proxy to the black hole: its config mentions `BlackHoleCluster`.
+    /// istioctl's test for a TCP proxy to the black hole: its config mentions `BlackHoleCluster`
+    /// (in its JSON text; the name has no character JSON escapes, so: in a key or a string).
     pub fn is_black_hole(&self) -> bool {
         self.config()
-            .is_some_and(|c| c.to_string().contains("BlackHoleCluster"))
+            .is_some_and(|c| mentions(c, "BlackHoleCluster"))
+    }
+}
+
+/// Whether `text` is part of a key or a string anywhere in `v`.
+fn mentions(v: &Value, text: &str) -> bool {
+    match v {
+        Value::String(s) => s.contains(text),
+        Value::Array(items) => items.iter().any(|i| mentions(i, text)),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains(text) || mentions(v, text)),
+        _ => false,
     }
 }
 
@@ -104,4 +115,22 @@ pub struct TcpProxy {
     /// The upstream cluster.
     #[serde(default, deserialize_with = "lenient_string")]
     pub cluster: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn black_hole_anywhere_in_the_config() {
+        let f = |config: Value| Filter {
+            name: "envoy.filters.network.tcp_proxy".into(),
+            typed_config: Some(config),
+            config: None,
+        };
+        let deep = serde_json::json!({"@type": "x.TcpProxy", "weighted_clusters": {"clusters": [{"name": "BlackHoleCluster"}]}});
+        assert!(f(deep).is_black_hole());
+        assert!(f(serde_json::json!({"BlackHoleCluster_stats": 1})).is_black_hole());
+        assert!(!f(serde_json::json!({"cluster": "outbound|80||a", "n": 5})).is_black_hole());
+    }
 }

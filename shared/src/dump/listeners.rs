@@ -309,30 +309,30 @@ impl ListenerFilter {
 /// All rows: listeners sorted by (port, address, type), each listener's chains by destination,
 /// descending.
 pub fn listener_rows(dump: &ListenersDump, filter: &ListenerFilter) -> Vec<ListenerRow> {
-    let mut listeners: Vec<&Listener> = dump
+    let listeners: Vec<&Listener> = dump
         .all()
         .into_iter()
         .filter(|l| filter.matches(l))
         .collect();
-    listeners.sort_by(|a, b| {
-        (a.port(), a.primary_address(), a.listener_type()).cmp(&(
-            b.port(),
-            b.primary_address(),
-            b.listener_type(),
-        ))
-    });
+    // The type looks into every filter's config: work it out once per listener, not per
+    // comparison (tens of thousands of listeners in a large mesh).
+    let mut listeners: Vec<(u32, String, &'static str, &Listener)> = listeners
+        .into_iter()
+        .map(|l| (l.port(), l.primary_address(), l.listener_type(), l))
+        .collect();
+    listeners.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
     let mut rows = Vec::new();
-    for l in listeners {
+    for (port, _, listener_type, l) in listeners {
         let mut chains: Vec<ListenerRow> = l
             .chains()
             .map(|c| ListenerRow {
                 name: l.name.clone(),
                 addresses: l.addresses(),
-                port: l.port(),
+                port,
                 filter_chain: c.name.clone(),
                 chain_match: describe_chain_match(c.filter_chain_match.as_ref()),
                 destination: describe_destination(&c.filters),
-                listener_type: l.listener_type().to_string(),
+                listener_type: listener_type.to_string(),
             })
             .collect();
         chains.sort_by(|a, b| b.destination.cmp(&a.destination));
