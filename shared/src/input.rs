@@ -67,10 +67,10 @@ pub fn read(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 /// Parse JSON from `bytes` read from `path`, with the byte offset of a syntax error.
-pub fn parse_json<T: serde::de::DeserializeOwned>(
+pub fn parse_json<'a, T: serde::Deserialize<'a>>(
     path: &Path,
     what: &'static str,
-    bytes: &[u8],
+    bytes: &'a [u8],
 ) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|source| {
         let (line, column) = (source.line(), source.column());

@@ -84,7 +84,7 @@ impl Tabular for BootstrapField {
     fn headers(_wide: bool) -> Vec<&'static str> {
         vec!["FIELD", "VALUE"]
     }
-    fn row(&self, _wide: bool) -> Vec<Cell> {
+    fn row(&self, _wide: bool) -> Vec<Cell<'_>> {
         vec![Cell::plain(&self.field), Cell::plain(&self.value)]
     }
 }

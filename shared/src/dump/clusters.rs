@@ -79,7 +79,7 @@ impl Tabular for ClusterRow {
             "DESTINATION RULE",
         ]
     }
-    fn row(&self, _wide: bool) -> Vec<Cell> {
+    fn row(&self, _wide: bool) -> Vec<Cell<'_>> {
         if !self.parsed {
             return vec![
                 Cell::plain(&self.name),
@@ -332,7 +332,12 @@ mod tests {
         let rows = cluster_rows(&dump, &ClusterFilter::default());
         let cells: Vec<Vec<String>> = rows
             .iter()
-            .map(|r| r.row(false).into_iter().map(|c| c.text).collect())
+            .map(|r| {
+                r.row(false)
+                    .into_iter()
+                    .map(|c| c.text.into_owned())
+                    .collect()
+            })
             .collect();
         assert_eq!(
             cells,

@@ -114,7 +114,7 @@ impl Tabular for EndpointRow {
     fn headers(_wide: bool) -> Vec<&'static str> {
         vec!["ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER"]
     }
-    fn row(&self, _wide: bool) -> Vec<Cell> {
+    fn row(&self, _wide: bool) -> Vec<Cell<'_>> {
         let status_tone = match self.status.as_str() {
             "HEALTHY" => Tone::Good,
             "UNHEALTHY" | "TIMEOUT" => Tone::Bad,
@@ -231,7 +231,12 @@ mod tests {
         let rows = endpoint_rows(&doc, &EndpointFilter::default());
         let cells: Vec<Vec<String>> = rows
             .iter()
-            .map(|r| r.row(false).into_iter().map(|c| c.text).collect())
+            .map(|r| {
+                r.row(false)
+                    .into_iter()
+                    .map(|c| c.text.into_owned())
+                    .collect()
+            })
             .collect();
         assert_eq!(
             cells,

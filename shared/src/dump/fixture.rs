@@ -173,7 +173,7 @@ pub fn cells<T: Tabular>(rows: &[T], wide: bool, columns: &[String]) -> Vec<Vec<
     rows.iter()
         .map(|r| {
             let row = r.row(wide);
-            idx.iter().map(|i| row[*i].text.clone()).collect()
+            idx.iter().map(|i| row[*i].text.to_string()).collect()
         })
         .collect()
 }

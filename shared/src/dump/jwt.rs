@@ -290,7 +290,7 @@ impl Tabular for JwtRow {
         }
         h
     }
-    fn row(&self, wide: bool) -> Vec<Cell> {
+    fn row(&self, wide: bool) -> Vec<Cell<'_>> {
         let keys: Vec<String> = self.keys.iter().map(ToString::to_string).collect();
         let keys = match (&self.placeholder, keys.is_empty()) {
             (Some(_), true) => Cell::toned("istiod placeholder (no keys)", Tone::Bad),
@@ -528,7 +528,12 @@ mod tests {
         let rows = jwt_rows(&dump);
         let cells: Vec<Vec<String>> = rows
             .iter()
-            .map(|r| r.row(false).into_iter().map(|c| c.text).collect())
+            .map(|r| {
+                r.row(false)
+                    .into_iter()
+                    .map(|c| c.text.into_owned())
+                    .collect()
+            })
             .collect();
         assert_eq!(
             cells,

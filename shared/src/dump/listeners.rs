@@ -266,7 +266,7 @@ impl Tabular for ListenerRow {
         }
         h
     }
-    fn row(&self, wide: bool) -> Vec<Cell> {
+    fn row(&self, wide: bool) -> Vec<Cell<'_>> {
         let mut r = vec![
             Cell::plain(self.addresses.join(",")),
             Cell::plain(self.port.to_string()),

@@ -80,7 +80,7 @@ impl Tabular for RbacRow {
         }
         h
     }
-    fn row(&self, wide: bool) -> Vec<Cell> {
+    fn row(&self, wide: bool) -> Vec<Cell<'_>> {
         let tone = match self.action.as_str() {
             "DENY" => Tone::Bad,
             "ALLOW" => Tone::Good,
@@ -428,7 +428,12 @@ mod tests {
         let rows = rbac_rows(&dump);
         let cells: Vec<Vec<String>> = rows
             .iter()
-            .map(|r| r.row(true).into_iter().map(|c| c.text).collect())
+            .map(|r| {
+                r.row(true)
+                    .into_iter()
+                    .map(|c| c.text.into_owned())
+                    .collect()
+            })
             .collect();
         assert_eq!(
             cells,

@@ -170,7 +170,7 @@ impl Tabular for RouteRow {
     fn headers(_wide: bool) -> Vec<&'static str> {
         vec!["NAME", "VHOST NAME", "DOMAINS", "MATCH", "VIRTUAL SERVICE"]
     }
-    fn row(&self, _wide: bool) -> Vec<Cell> {
+    fn row(&self, _wide: bool) -> Vec<Cell<'_>> {
         vec![
             Cell::plain(&self.name),
             Cell::plain(&self.virtual_host),

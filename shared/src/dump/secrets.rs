@@ -186,7 +186,7 @@ pub struct SecretRow {
 }
 
 impl SecretRow {
-    fn cells(&self, trust_domain: bool) -> Vec<Cell> {
+    fn cells(&self, trust_domain: bool) -> Vec<Cell<'_>> {
         let c = self.cert.clone().unwrap_or_default();
         let mut r = vec![
             Cell::plain(&self.resource_name),
@@ -230,7 +230,7 @@ impl Tabular for SecretRow {
         }
         h
     }
-    fn row(&self, wide: bool) -> Vec<Cell> {
+    fn row(&self, wide: bool) -> Vec<Cell<'_>> {
         self.cells(wide)
     }
 }
@@ -248,7 +248,7 @@ impl Tabular for SpiffeSecretRow {
         h.push("TRUST DOMAIN");
         h
     }
-    fn row(&self, _wide: bool) -> Vec<Cell> {
+    fn row(&self, _wide: bool) -> Vec<Cell<'_>> {
         self.0.cells(true)
     }
 }
@@ -417,7 +417,12 @@ mod tests {
         let rows = secret_rows(&dump, 0);
         let cells: Vec<Vec<String>> = rows
             .iter()
-            .map(|r| r.row(false).into_iter().map(|c| c.text).collect())
+            .map(|r| {
+                r.row(false)
+                    .into_iter()
+                    .map(|c| c.text.into_owned())
+                    .collect()
+            })
             .collect();
         assert_eq!(
             cells,

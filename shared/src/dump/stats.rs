@@ -38,7 +38,7 @@ impl Tabular for StatRow {
     fn headers(_wide: bool) -> Vec<&'static str> {
         vec!["NAME", "VALUE"]
     }
-    fn row(&self, _wide: bool) -> Vec<Cell> {
+    fn row(&self, _wide: bool) -> Vec<Cell<'_>> {
         vec![Cell::plain(&self.name), Cell::plain(self.value.to_string())]
     }
 }

@@ -296,7 +296,7 @@ impl Tabular for TokenReport {
         }
         h
     }
-    fn row(&self, wide: bool) -> Vec<Cell> {
+    fn row(&self, wide: bool) -> Vec<Cell<'_>> {
         let expires = match self.claims.exp {
             Some(exp) => {
                 let d = exp.saturating_sub(self.now);

@@ -338,7 +338,7 @@ impl Tabular for RefreshRow {
             "DETAIL",
         ]
     }
-    fn row(&self, _wide: bool) -> Vec<Cell> {
+    fn row(&self, _wide: bool) -> Vec<Cell<'_>> {
         let tone = match self.result.as_str() {
             "UNCHANGED" => Tone::Plain,
             "UPDATED" | "WOULD UPDATE" => Tone::Good,

@@ -127,7 +127,7 @@ impl Tabular for RuleCheck {
         }
         h
     }
-    fn row(&self, wide: bool) -> Vec<Cell> {
+    fn row(&self, wide: bool) -> Vec<Cell<'_>> {
         let tone = if self.problem {
             Tone::Bad
         } else if self.status == "OK" || self.status == "INLINE" {

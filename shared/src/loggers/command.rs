@@ -68,7 +68,7 @@ impl Tabular for PodResult {
     fn headers(_wide: bool) -> Vec<&'static str> {
         vec!["POD", "RESULT"]
     }
-    fn row(&self, _wide: bool) -> Vec<Cell> {
+    fn row(&self, _wide: bool) -> Vec<Cell<'_>> {
         let tone = if self.ok { Tone::Plain } else { Tone::Bad };
         vec![Cell::plain(&self.pod), Cell::toned(&self.result, tone)]
     }

@@ -252,7 +252,7 @@ impl Tabular for ScopeRow {
     fn headers(_wide: bool) -> Vec<&'static str> {
         vec!["SCOPE", "LEVEL", "STACK TRACE", "DESCRIPTION"]
     }
-    fn row(&self, _wide: bool) -> Vec<Cell> {
+    fn row(&self, _wide: bool) -> Vec<Cell<'_>> {
         vec![
             Cell::plain(&self.name),
             Cell::plain(&self.level),

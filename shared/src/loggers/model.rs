@@ -186,7 +186,7 @@ impl Tabular for LoggerRow {
     fn headers(_wide: bool) -> Vec<&'static str> {
         vec!["LOGGER", "LEVEL"]
     }
-    fn row(&self, _wide: bool) -> Vec<Cell> {
+    fn row(&self, _wide: bool) -> Vec<Cell<'_>> {
         let tone = if self.level == self.start_level {
             Tone::Plain
         } else {

@@ -14,7 +14,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 pub use structured::{API_VERSION, Envelope, write_json, write_yaml};
-pub use style::{ColorChoice, Tone, sanitize};
+pub use style::{ColorChoice, Tone, sanitize, sanitized};
 pub use table::{Cell, write_table};
 
 /// How a command's result is drawn.
@@ -54,8 +54,8 @@ pub trait Tabular {
     const KIND: &'static str;
     /// Column headers, UPPERCASE. `wide` may only append columns.
     fn headers(wide: bool) -> Vec<&'static str>;
-    /// The cells of this row, in header order.
-    fn row(&self, wide: bool) -> Vec<Cell>;
+    /// The cells of this row, in header order (borrowing from the row where they can).
+    fn row(&self, wide: bool) -> Vec<Cell<'_>>;
 }
 
 /// Errors while writing output.
@@ -81,7 +81,7 @@ pub fn write_rows<T: Tabular + Serialize>(
     match opts.format {
         OutputFormat::Table | OutputFormat::Wide => {
             let wide = opts.format == OutputFormat::Wide;
-            let cells: Vec<Vec<Cell>> = rows.iter().map(|r| r.row(wide)).collect();
+            let cells: Vec<Vec<Cell<'_>>> = rows.iter().map(|r| r.row(wide)).collect();
             write_table(&T::headers(wide), &cells, opts.color, out)?;
             Ok(())
         }
@@ -107,7 +107,7 @@ impl<T: Tabular> Tabular for PodRow<T> {
         h.extend(T::headers(wide));
         h
     }
-    fn row(&self, wide: bool) -> Vec<Cell> {
+    fn row(&self, wide: bool) -> Vec<Cell<'_>> {
         let mut r = vec![Cell::plain(&self.pod)];
         r.extend(self.row.row(wide));
         r

@@ -1,38 +1,40 @@
 //! kubectl-style tables: UPPERCASE headers, no borders, left-aligned, three spaces between columns.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::style::{Tone, paint, sanitize};
+use super::style::{Tone, paint, sanitized};
 
-/// One table cell: text plus an optional tone used only when colour is on.
+/// One table cell: text plus an optional tone used only when colour is on. The text borrows
+/// from the row it describes where it can (a 10k-row table is not copied cell by cell).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Cell {
+pub struct Cell<'a> {
     /// The text shown (sanitized when drawn).
-    pub text: String,
+    pub text: Cow<'a, str>,
     /// How the cell is coloured when colour is on.
     #[serde(skip)]
     pub tone: Tone,
 }
 
-impl Cell {
+impl<'a> Cell<'a> {
     /// A cell with no colour.
-    pub fn plain(text: impl Into<String>) -> Self {
+    pub fn plain(text: impl Into<Cow<'a, str>>) -> Self {
         Self {
             text: text.into(),
             tone: Tone::Plain,
         }
     }
     /// A cell with a tone.
-    pub fn toned(text: impl Into<String>, tone: Tone) -> Self {
+    pub fn toned(text: impl Into<Cow<'a, str>>, tone: Tone) -> Self {
         Self {
             text: text.into(),
             tone,
         }
     }
     /// `<none>` for an empty value, as kubectl prints it.
-    pub fn or_none(text: impl Into<String>) -> Self {
+    pub fn or_none(text: impl Into<Cow<'a, str>>) -> Self {
         let t = text.into();
         if t.is_empty() {
             Self::plain("<none>")
@@ -42,24 +44,33 @@ impl Cell {
     }
 }
 
-impl From<String> for Cell {
+impl From<String> for Cell<'static> {
     fn from(s: String) -> Self {
         Self::plain(s)
     }
 }
-impl From<&str> for Cell {
-    fn from(s: &str) -> Self {
+impl<'a> From<&'a str> for Cell<'a> {
+    fn from(s: &'a str) -> Self {
         Self::plain(s)
     }
 }
 
 const GAP: usize = 3;
 
+/// Display width of a sanitized cell: one column per character.
+fn width_of(text: &str) -> usize {
+    if text.is_ascii() {
+        text.len()
+    } else {
+        text.chars().count()
+    }
+}
+
 /// Write a table. The last column is never padded (no trailing spaces); an empty table prints
 /// nothing, so callers say "No resources found" on stderr as kubectl does.
 pub fn write_table(
     headers: &[&str],
-    rows: &[Vec<Cell>],
+    rows: &[Vec<Cell<'_>>],
     color: bool,
     out: &mut dyn Write,
 ) -> io::Result<()> {
@@ -67,54 +78,48 @@ pub fn write_table(
         return Ok(());
     }
     let cols = headers.len();
-    let texts: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            (0..cols)
-                .map(|i| r.get(i).map(|c| sanitize(&c.text)).unwrap_or_default())
-                .collect()
-        })
-        .collect();
-    let mut width: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in &texts {
-        for (i, t) in r.iter().enumerate() {
-            width[i] = width[i].max(t.chars().count());
+    let mut width: Vec<usize> = headers.iter().map(|h| width_of(h)).collect();
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(width_of(&sanitized(&c.text)));
         }
     }
     let mut line = String::new();
     push_line(
         &mut line,
-        headers.iter().map(|h| (h.to_string(), Tone::Plain)),
+        headers.iter().map(|h| (Cow::Borrowed(*h), Tone::Plain)),
+        cols,
         &width,
         false,
     );
     out.write_all(line.as_bytes())?;
-    for (r, cells) in texts.into_iter().zip(rows) {
+    for cells in rows {
         line.clear();
-        let tones = (0..cols).map(|i| cells.get(i).map(|c| c.tone).unwrap_or_default());
-        push_line(&mut line, r.into_iter().zip(tones), &width, color);
+        let texts = (0..cols).map(|i| match cells.get(i) {
+            Some(c) => (sanitized(&c.text), c.tone),
+            None => (Cow::Borrowed(""), Tone::Plain),
+        });
+        push_line(&mut line, texts, cols, &width, color);
         out.write_all(line.as_bytes())?;
     }
     Ok(())
 }
 
-fn push_line(
+fn push_line<'t>(
     line: &mut String,
-    cells: impl Iterator<Item = (String, Tone)>,
+    cells: impl Iterator<Item = (Cow<'t, str>, Tone)>,
+    cols: usize,
     width: &[usize],
     color: bool,
 ) {
-    let cells: Vec<(String, Tone)> = cells.collect();
-    let last = cells.len().saturating_sub(1);
-    for (i, (text, tone)) in cells.into_iter().enumerate() {
-        let n = text.chars().count();
-        if color {
+    for (i, (text, tone)) in cells.enumerate() {
+        if color && tone != Tone::Plain {
             line.push_str(&paint(&text, tone));
         } else {
             line.push_str(&text);
         }
-        if i < last {
-            line.extend(std::iter::repeat_n(' ', width[i] - n + GAP));
+        if i + 1 < cols {
+            line.extend(std::iter::repeat_n(' ', width[i] - width_of(&text) + GAP));
         }
     }
     // Trim trailing spaces of a row whose last cells are empty.

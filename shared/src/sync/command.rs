@@ -81,35 +81,43 @@ fn offline(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<ExitStatus, crate::Error> {
+    let files = &opts.files;
+    let mut bytes = Vec::with_capacity(files.len());
+    for b in in_parallel(files, |_, f| crate::input::read(f)) {
+        bytes.push(b?);
+    }
+    // The rows borrow their strings from `bytes`: 10k proxies are not copied.
     let mut answers = Vec::new();
-    for parsed in read_all(&opts.files) {
+    for parsed in in_parallel(files, |i, f| {
+        parse_syncz(f, &istiod_from_file_name(f), &bytes[i])
+    }) {
         answers.extend(parsed?);
     }
-    let rows = merge(answers, namespace_filter(opts), Timestamp::now());
+    let rows = merge(&answers, namespace_filter(opts), Timestamp::now());
     let status = show(opts, &rows, out, err)?;
     Ok(status)
 }
 
-/// Read and parse the files (one per istiod replica) on up to one thread per CPU; the results
-/// in the order of `files`.
-fn read_all(files: &[PathBuf]) -> Vec<Result<Vec<Syncz>, crate::Error>> {
-    let one = |f: &PathBuf| -> Result<Vec<Syncz>, crate::Error> {
-        let bytes = crate::input::read(f)?;
-        Ok(parse_syncz(f, &istiod_from_file_name(f), &bytes)?)
-    };
+/// `f(i, &files[i])` for every file (one per istiod replica) on up to one thread per CPU; the
+/// results in the order of `files`.
+fn in_parallel<'f, T: Send>(
+    files: &'f [PathBuf],
+    f: impl Fn(usize, &'f PathBuf) -> T + Sync,
+) -> Vec<T> {
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(files.len());
     if workers <= 1 {
-        return files.iter().map(one).collect();
+        return files.iter().enumerate().map(|(i, p)| f(i, p)).collect();
     }
-    let mut results: Vec<(usize, Result<Vec<Syncz>, crate::Error>)> = std::thread::scope(|s| {
+    let f = &f;
+    let mut results: Vec<(usize, T)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 s.spawn(move || {
                     (w..files.len())
                         .step_by(workers)
-                        .map(|i| (i, one(&files[i])))
+                        .map(|i| (i, f(i, &files[i])))
                         .collect::<Vec<_>>()
                 })
             })
@@ -126,7 +134,7 @@ fn read_all(files: &[PathBuf]) -> Vec<Result<Vec<Syncz>, crate::Error>> {
 /// Render the rows (or the "No resources found" note) and apply `--check`.
 fn show(
     opts: &Options,
-    rows: &[ProxyStatus],
+    rows: &[ProxyStatus<'_>],
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<ExitStatus, crate::Error> {
@@ -147,7 +155,7 @@ fn show(
     Ok(ExitStatus::Success)
 }
 
-fn report_laggards(rows: &[ProxyStatus], err: &mut dyn Write) {
+fn report_laggards(rows: &[ProxyStatus<'_>], err: &mut dyn Write) {
     let lag = laggards(rows);
     let mut text = format!("{} of {} proxies not in sync:\n", lag.len(), rows.len());
     for p in lag {
@@ -186,7 +194,7 @@ async fn fetch_all(
     cluster: &Cluster,
     istiods: &[IstiodPod],
     namespace: Option<&str>,
-) -> (Vec<Syncz>, Vec<Error>) {
+) -> (Vec<Syncz<'static>>, Vec<Error>) {
     let path = match namespace {
         Some(ns) => format!("debug/syncz?namespace={}", fetch::encode_query(ns)),
         None => "debug/syncz".to_string(),
@@ -199,12 +207,13 @@ async fn fetch_all(
                 Ok(bytes) => {
                     let label =
                         PathBuf::from(format!("the answer of istiod {} to /{path}", i.id()));
-                    parse_syncz(&label, &i.name, &bytes)
+                    let parsed = parse_syncz(&label, &i.name, &bytes)?;
+                    Ok(parsed.into_iter().map(Syncz::into_owned).collect())
                 }
                 // HTTP debug is off (ENABLE_DEBUG_ON_HTTP=false): ask over xDS as istioctl does.
                 Err(e) if fetch::is_debug_off(&e) => {
                     tracing::info!("{e}; trying the xDS debug request");
-                    Ok(vec![Syncz::Xds(fetch::xds_syncz(cluster, &i).await?)])
+                    Ok(vec![Syncz::xds(fetch::xds_syncz(cluster, &i).await?)])
                 }
                 Err(e) => Err(e),
             }
@@ -246,7 +255,7 @@ async fn live(
     let started = Instant::now();
     loop {
         let (answers, failures) = fetch_all(&cluster, &istiods, ns).await;
-        let rows = merge(answers, ns, Timestamp::now());
+        let rows = merge(&answers, ns, Timestamp::now());
         let Some(timeout) = opts.wait else {
             for f in &failures {
                 report_failure(err, f);

@@ -168,7 +168,7 @@ pub async fn istio_token(cluster: &Cluster, namespace: &str) -> Result<String, E
 pub async fn xds_syncz(
     cluster: &Cluster,
     istiod: &IstiodPod,
-) -> Result<super::model::DiscoveryResponse, Error> {
+) -> Result<super::model::DiscoveryResponse<'static>, Error> {
     use super::xds;
     let token = istio_token(cluster, &istiod.namespace).await?;
     let fwd = cluster::forward(cluster, &istiod.namespace, &istiod.name, xds::XDS_PORT)

@@ -3,11 +3,11 @@
 //!
 //! Only the fields the views use are declared; unknown fields are ignored so newer istiods parse.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde::de::IgnoredAny;
 
 use super::Error;
 
@@ -28,66 +28,245 @@ pub mod type_url {
 
 /// One proxy of istiod's HTTP `GET /debug/syncz` (json tags of `SyncStatus` in
 /// `pilot/pkg/xds/debug.go`; Istio 1.4 lacks `cluster_id`, `proxy_type` and the ECDS pair).
-/// Values of `*_sent` / `*_acked` are nonces, not versions.
+/// Values of `*_sent` / `*_acked` are nonces, not versions. Strings borrow from the input
+/// (10k proxies are not copied string by string); `null` reads as empty.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct SyncStatus {
+pub struct SyncStatus<'a> {
     /// `CLUSTER_ID` of the proxy.
-    pub cluster_id: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub cluster_id: Cow<'a, str>,
     /// `<pod>.<namespace>`.
-    pub proxy: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub proxy: Cow<'a, str>,
     /// `sidecar`, `router`, `waypoint`, `ztunnel`.
-    pub proxy_type: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub proxy_type: Cow<'a, str>,
     /// Envoy build version (fallback for the VERSION column).
-    pub proxy_version: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub proxy_version: Cow<'a, str>,
     /// `ISTIO_VERSION` of the proxy.
-    pub istio_version: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub istio_version: Cow<'a, str>,
     /// CDS nonce sent.
-    pub cluster_sent: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub cluster_sent: Cow<'a, str>,
     /// CDS nonce acked.
-    pub cluster_acked: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub cluster_acked: Cow<'a, str>,
     /// LDS nonce sent.
-    pub listener_sent: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub listener_sent: Cow<'a, str>,
     /// LDS nonce acked.
-    pub listener_acked: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub listener_acked: Cow<'a, str>,
     /// RDS nonce sent.
-    pub route_sent: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub route_sent: Cow<'a, str>,
     /// RDS nonce acked.
-    pub route_acked: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub route_acked: Cow<'a, str>,
     /// EDS nonce sent.
-    pub endpoint_sent: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub endpoint_sent: Cow<'a, str>,
     /// EDS nonce acked.
-    pub endpoint_acked: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub endpoint_acked: Cow<'a, str>,
     /// ECDS nonce sent.
-    pub extensionconfig_sent: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub extensionconfig_sent: Cow<'a, str>,
     /// ECDS nonce acked.
-    pub extensionconfig_acked: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub extensionconfig_acked: Cow<'a, str>,
     /// Per type URL (newer istiods), with send time and the last NACK.
-    pub resources: BTreeMap<String, ResourceStatus>,
+    #[serde(borrow)]
+    pub resources: Resources<'a>,
+}
+
+impl SyncStatus<'_> {
+    /// A copy that owns its strings (for answers whose bytes do not outlive them).
+    pub fn into_owned(self) -> SyncStatus<'static> {
+        let o = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        SyncStatus {
+            cluster_id: o(self.cluster_id),
+            proxy: o(self.proxy),
+            proxy_type: o(self.proxy_type),
+            proxy_version: o(self.proxy_version),
+            istio_version: o(self.istio_version),
+            cluster_sent: o(self.cluster_sent),
+            cluster_acked: o(self.cluster_acked),
+            listener_sent: o(self.listener_sent),
+            listener_acked: o(self.listener_acked),
+            route_sent: o(self.route_sent),
+            route_acked: o(self.route_acked),
+            endpoint_sent: o(self.endpoint_sent),
+            endpoint_acked: o(self.endpoint_acked),
+            extensionconfig_sent: o(self.extensionconfig_sent),
+            extensionconfig_acked: o(self.extensionconfig_acked),
+            resources: self.resources.into_owned(),
+        }
+    }
+}
+
+/// A JSON string borrowed from the input when it has no escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// A string field that may be `null` (read as empty).
+fn text<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Cow<'a, str>, D::Error> {
+    Ok(Option::<Text<'a>>::deserialize(d)?
+        .map(|t| t.0)
+        .unwrap_or_default())
+}
+
+/// An optional string field, borrowed from the input when it has no escapes.
+fn optional_text<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Ok(Option::<Text<'a>>::deserialize(d)?.map(|t| t.0))
+}
+
+/// `SyncStatus.resources`: the entries of the five types the table shows, by type URL; entries
+/// of other types are skipped.
+#[derive(Debug, Clone, Default)]
+pub struct Resources<'a> {
+    /// CDS.
+    pub cluster: Option<ResourceStatus<'a>>,
+    /// LDS.
+    pub listener: Option<ResourceStatus<'a>>,
+    /// EDS.
+    pub endpoint: Option<ResourceStatus<'a>>,
+    /// RDS.
+    pub route: Option<ResourceStatus<'a>>,
+    /// ECDS.
+    pub extension_config: Option<ResourceStatus<'a>>,
+}
+
+impl<'a> Resources<'a> {
+    fn slot(&mut self, url: &str) -> Option<&mut Option<ResourceStatus<'a>>> {
+        match url {
+            type_url::CLUSTER => Some(&mut self.cluster),
+            type_url::LISTENER => Some(&mut self.listener),
+            type_url::ENDPOINT => Some(&mut self.endpoint),
+            type_url::ROUTE => Some(&mut self.route),
+            type_url::EXTENSION_CONFIG => Some(&mut self.extension_config),
+            _ => None,
+        }
+    }
+
+    /// The entry of a type URL, if istiod sent one.
+    pub fn get(&self, url: &str) -> Option<&ResourceStatus<'a>> {
+        match url {
+            type_url::CLUSTER => self.cluster.as_ref(),
+            type_url::LISTENER => self.listener.as_ref(),
+            type_url::ENDPOINT => self.endpoint.as_ref(),
+            type_url::ROUTE => self.route.as_ref(),
+            type_url::EXTENSION_CONFIG => self.extension_config.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// A copy that owns its strings.
+    pub fn into_owned(self) -> Resources<'static> {
+        let o = |r: Option<ResourceStatus<'_>>| r.map(ResourceStatus::into_owned);
+        Resources {
+            cluster: o(self.cluster),
+            listener: o(self.listener),
+            endpoint: o(self.endpoint),
+            route: o(self.route),
+            extension_config: o(self.extension_config),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Resources<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Entries<'a> {
+            type Value = Resources<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map from xDS type URL to its sync status")
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Resources::default())
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Resources::default())
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Self::Value, D::Error> {
+                d.deserialize_map(self)
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut out = Resources::default();
+                while let Some(Text(url)) = map.next_key::<Text<'de>>()? {
+                    match out.slot(&url) {
+                        Some(slot) => *slot = Some(map.next_value()?),
+                        None => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_option(Entries(std::marker::PhantomData))
+    }
 }
 
 /// One type's entry in `SyncStatus.resources`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct ResourceStatus {
+pub struct ResourceStatus<'a> {
     /// Nonce sent.
-    pub sent: String,
+    #[serde(borrow, deserialize_with = "text")]
+    pub sent: Cow<'a, str>,
     /// Nonce acked.
-    pub acked: String,
-    /// RFC 3339 time of the last send.
-    #[serde(rename = "sentTime", alias = "sent_time")]
-    pub sent_time: Option<String>,
-    /// Error detail of the last NACK (cleared by the next ACK).
-    #[serde(rename = "lastError", alias = "last_error")]
-    pub last_error: Option<String>,
+    #[serde(borrow, deserialize_with = "text")]
+    pub acked: Cow<'a, str>,
+    /// RFC 3339 time of the last send ("" when not known).
+    #[serde(
+        rename = "sentTime",
+        alias = "sent_time",
+        borrow,
+        deserialize_with = "text"
+    )]
+    pub sent_time: Cow<'a, str>,
+    /// Error detail of the last NACK (cleared by the next ACK; "" when none).
+    #[serde(
+        rename = "lastError",
+        alias = "last_error",
+        borrow,
+        deserialize_with = "text"
+    )]
+    pub last_error: Cow<'a, str>,
 }
 
-/// A `DiscoveryResponse` for type `istio.io/debug/syncz` (protojson, camelCase; snake_case accepted).
+impl ResourceStatus<'_> {
+    /// A copy that owns its strings.
+    pub fn into_owned(self) -> ResourceStatus<'static> {
+        ResourceStatus {
+            sent: Cow::Owned(self.sent.into_owned()),
+            acked: Cow::Owned(self.acked.into_owned()),
+            sent_time: Cow::Owned(self.sent_time.into_owned()),
+            last_error: Cow::Owned(self.last_error.into_owned()),
+        }
+    }
+}
+
+/// A `DiscoveryResponse` for type `istio.io/debug/syncz` (protojson, camelCase; snake_case
+/// accepted). Strings borrow from the input where they can.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct DiscoveryResponse {
+pub struct DiscoveryResponse<'a> {
     /// One `Any(ClientConfig)` per connected proxy.
-    pub resources: Vec<ClientConfig>,
+    #[serde(borrow)]
+    pub resources: Vec<ClientConfig<'a>>,
     /// `{"identifier": "<JSON with the istiod ID>"}`.
     #[serde(rename = "controlPlane", alias = "control_plane")]
     pub control_plane: Option<ControlPlane>,
@@ -109,7 +288,7 @@ struct Identifier {
     id: String,
 }
 
-impl DiscoveryResponse {
+impl DiscoveryResponse<'_> {
     /// The istiod pod name from `controlPlane.identifier` (empty when absent or not JSON).
     pub fn istiod_id(&self) -> String {
         self.control_plane
@@ -118,17 +297,30 @@ impl DiscoveryResponse {
             .map(|i| i.id)
             .unwrap_or_default()
     }
+
+    /// A copy that owns its strings.
+    pub fn into_owned(self) -> DiscoveryResponse<'static> {
+        DiscoveryResponse {
+            resources: self
+                .resources
+                .into_iter()
+                .map(ClientConfig::into_owned)
+                .collect(),
+            control_plane: self.control_plane,
+        }
+    }
 }
 
 /// `envoy.service.status.v3.ClientConfig`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct ClientConfig {
+pub struct ClientConfig<'a> {
     /// The proxy.
-    pub node: Node,
+    #[serde(borrow)]
+    pub node: Node<'a>,
     /// One entry per watched type, sorted by type URL.
-    #[serde(rename = "genericXdsConfigs", alias = "generic_xds_configs")]
-    pub generic_xds_configs: Option<Vec<GenericXdsConfig>>,
+    #[serde(rename = "genericXdsConfigs", alias = "generic_xds_configs", borrow)]
+    pub generic_xds_configs: Option<Vec<GenericXdsConfig<'a>>>,
     /// The deprecated per-type form.
     #[serde(rename = "xdsConfig", alias = "xds_config")]
     pub xds_config: Vec<PerXdsConfig>,
@@ -137,47 +329,182 @@ pub struct ClientConfig {
 /// `envoy.config.core.v3.Node`: id and the metadata istiod reads.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct Node {
+pub struct Node<'a> {
     /// `<pod>.<namespace>`.
-    pub id: String,
-    /// `CLUSTER_ID`, `NAMESPACE`, `ISTIO_VERSION`, ... (a protobuf Struct).
-    pub metadata: BTreeMap<String, Value>,
+    #[serde(borrow, deserialize_with = "text")]
+    pub id: Cow<'a, str>,
+    /// The string entries of the metadata `Struct` (`CLUSTER_ID`, `NAMESPACE`,
+    /// `ISTIO_VERSION`, ...); entries of other kinds are skipped.
+    #[serde(borrow)]
+    pub metadata: Metadata<'a>,
 }
 
-impl Node {
+impl Node<'_> {
     /// A string metadata value, or "".
     pub fn meta(&self, key: &str) -> &str {
         self.metadata
-            .get(key)
-            .and_then(Value::as_str)
+            .0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
             .unwrap_or_default()
+    }
+}
+
+/// The string entries of a node's metadata, in input order.
+#[derive(Debug, Clone, Default)]
+pub struct Metadata<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Metadata<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A metadata value: a string, or anything else (skipped).
+        struct Entry<'a>(Option<Cow<'a, str>>);
+        impl<'de: 'a, 'a> Deserialize<'de> for Entry<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Value<'a>(std::marker::PhantomData<&'a ()>);
+                impl<'de: 'a, 'a> serde::de::Visitor<'de> for Value<'a> {
+                    type Value = Entry<'a>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a metadata value")
+                    }
+                    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                        Ok(Entry(Some(Cow::Borrowed(v))))
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                        Ok(Entry(Some(Cow::Owned(v.to_owned()))))
+                    }
+                    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                        Ok(Entry(Some(Cow::Owned(v))))
+                    }
+                    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                        Ok(Entry(None))
+                    }
+                    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                        Ok(Entry(None))
+                    }
+                    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                        Ok(Entry(None))
+                    }
+                    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                        Ok(Entry(None))
+                    }
+                    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                        Ok(Entry(None))
+                    }
+                    fn visit_none<E>(self) -> Result<Self::Value, E> {
+                        Ok(Entry(None))
+                    }
+                    fn visit_some<D: serde::Deserializer<'de>>(
+                        self,
+                        d: D,
+                    ) -> Result<Self::Value, D::Error> {
+                        d.deserialize_any(self)
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                        self,
+                        mut seq: A,
+                    ) -> Result<Self::Value, A::Error> {
+                        while seq.next_element::<IgnoredAny>()?.is_some() {}
+                        Ok(Entry(None))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Self::Value, A::Error> {
+                        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                        Ok(Entry(None))
+                    }
+                }
+                d.deserialize_any(Value(std::marker::PhantomData))
+            }
+        }
+        struct Entries<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Entries<'a> {
+            type Value = Metadata<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a metadata map")
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Metadata::default())
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Metadata::default())
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Self::Value, D::Error> {
+                d.deserialize_map(self)
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut out = Vec::new();
+                while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
+                    if let Entry(Some(v)) = map.next_value()? {
+                        out.push((k, v));
+                    }
+                }
+                Ok(Metadata(out))
+            }
+        }
+        d.deserialize_option(Entries(std::marker::PhantomData))
+    }
+}
+
+impl Metadata<'_> {
+    /// A copy that owns its strings.
+    pub fn into_owned(self) -> Metadata<'static> {
+        Metadata(
+            self.0
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k.into_owned()), Cow::Owned(v.into_owned())))
+                .collect(),
+        )
     }
 }
 
 /// `ClientConfig.GenericXdsConfig`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct GenericXdsConfig {
+pub struct GenericXdsConfig<'a> {
     /// The xDS type URL.
-    #[serde(rename = "typeUrl", alias = "type_url")]
-    pub type_url: String,
+    #[serde(
+        rename = "typeUrl",
+        alias = "type_url",
+        borrow,
+        deserialize_with = "text"
+    )]
+    pub type_url: Cow<'a, str>,
     /// `SYNCED`, `NOT_SENT`, `STALE`, `ERROR`; absent = `UNKNOWN`.
-    #[serde(rename = "configStatus", alias = "config_status")]
-    pub config_status: Option<String>,
+    #[serde(
+        rename = "configStatus",
+        alias = "config_status",
+        borrow,
+        deserialize_with = "optional_text"
+    )]
+    pub config_status: Option<Cow<'a, str>>,
     /// RFC 3339 time of the last send.
-    #[serde(rename = "lastUpdated", alias = "last_updated")]
-    pub last_updated: Option<String>,
+    #[serde(
+        rename = "lastUpdated",
+        alias = "last_updated",
+        borrow,
+        deserialize_with = "optional_text"
+    )]
+    pub last_updated: Option<Cow<'a, str>>,
     /// The last NACK.
-    #[serde(rename = "errorState", alias = "error_state")]
-    pub error_state: Option<UpdateFailureState>,
+    #[serde(rename = "errorState", alias = "error_state", borrow)]
+    pub error_state: Option<UpdateFailureState<'a>>,
 }
 
 /// `admin.v3.UpdateFailureState`: only the details are shown.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct UpdateFailureState {
+pub struct UpdateFailureState<'a> {
     /// The NACK message.
-    pub details: Option<String>,
+    #[serde(borrow, deserialize_with = "optional_text")]
+    pub details: Option<Cow<'a, str>>,
 }
 
 /// The deprecated `PerXdsConfig`: the type is the one config field that is set.
@@ -188,16 +515,16 @@ pub struct PerXdsConfig {
     pub status: Option<String>,
     /// Set for LDS.
     #[serde(rename = "listenerConfig", alias = "listener_config")]
-    pub listener_config: Option<Value>,
+    pub listener_config: Option<IgnoredAny>,
     /// Set for CDS.
     #[serde(rename = "clusterConfig", alias = "cluster_config")]
-    pub cluster_config: Option<Value>,
+    pub cluster_config: Option<IgnoredAny>,
     /// Set for RDS.
     #[serde(rename = "routeConfig", alias = "route_config")]
-    pub route_config: Option<Value>,
+    pub route_config: Option<IgnoredAny>,
     /// Set for EDS.
     #[serde(rename = "endpointConfig", alias = "endpoint_config")]
-    pub endpoint_config: Option<Value>,
+    pub endpoint_config: Option<IgnoredAny>,
 }
 
 impl PerXdsConfig {
@@ -217,9 +544,9 @@ impl PerXdsConfig {
     }
 }
 
-impl ClientConfig {
+impl<'a> ClientConfig<'a> {
     /// Per-type statuses: `genericXdsConfigs`, else the deprecated `xdsConfig` restated.
-    pub fn xds_configs(&self) -> Vec<GenericXdsConfig> {
+    pub fn xds_configs(&self) -> Vec<GenericXdsConfig<'a>> {
         if let Some(g) = &self.generic_xds_configs {
             return g.clone();
         }
@@ -227,57 +554,110 @@ impl ClientConfig {
             .iter()
             .filter_map(|c| {
                 Some(GenericXdsConfig {
-                    type_url: c.type_url()?.to_string(),
-                    config_status: c.status.clone(),
+                    type_url: Cow::Borrowed(c.type_url()?),
+                    config_status: c.status.clone().map(Cow::Owned),
                     ..Default::default()
                 })
             })
             .collect()
     }
 
-    /// [`ClientConfig::xds_configs`], taken out of `self` instead of copied.
-    pub fn take_xds_configs(&mut self) -> Vec<GenericXdsConfig> {
-        if let Some(g) = self.generic_xds_configs.take() {
-            return g;
+    /// A copy that owns its strings.
+    pub fn into_owned(self) -> ClientConfig<'static> {
+        let o = |c: Option<Cow<'_, str>>| c.map(|c| Cow::Owned(c.into_owned()));
+        ClientConfig {
+            node: Node {
+                id: Cow::Owned(self.node.id.into_owned()),
+                metadata: self.node.metadata.into_owned(),
+            },
+            generic_xds_configs: self.generic_xds_configs.map(|g| {
+                g.into_iter()
+                    .map(|g| GenericXdsConfig {
+                        type_url: Cow::Owned(g.type_url.into_owned()),
+                        config_status: o(g.config_status),
+                        last_updated: o(g.last_updated),
+                        error_state: g.error_state.map(|e| UpdateFailureState {
+                            details: o(e.details),
+                        }),
+                    })
+                    .collect()
+            }),
+            xds_config: self.xds_config,
         }
-        std::mem::take(&mut self.xds_config)
-            .into_iter()
-            .filter_map(|c| {
-                Some(GenericXdsConfig {
-                    type_url: c.type_url()?.to_string(),
-                    config_status: c.status,
-                    ..Default::default()
-                })
-            })
-            .collect()
     }
 }
 
 /// One saved or fetched syncz answer.
 #[derive(Debug, Clone)]
-pub enum Syncz {
+pub enum Syncz<'a> {
     /// HTTP `/debug/syncz`: the array, and the istiod it came from.
     Http {
         /// The istiod pod (or, for a file, the file name up to its first '.').
         istiod: String,
-        /// One entry per proxy.
-        proxies: Vec<SyncStatus>,
+        /// One entry per proxy (borrowing from the bytes of the answer).
+        proxies: Vec<SyncStatus<'a>>,
     },
-    /// xDS `istio.io/debug/syncz` (the istiod is named inside).
-    Xds(DiscoveryResponse),
+    /// xDS `istio.io/debug/syncz`.
+    Xds {
+        /// The istiod pod, from `controlPlane.identifier`.
+        istiod: String,
+        /// The answer.
+        response: DiscoveryResponse<'a>,
+    },
+}
+
+impl Syncz<'_> {
+    /// An xDS answer, naming its istiod from `controlPlane.identifier`.
+    pub fn xds<'a>(response: DiscoveryResponse<'a>) -> Syncz<'a> {
+        Syncz::Xds {
+            istiod: response.istiod_id(),
+            response,
+        }
+    }
+
+    /// How many proxies the answer lists.
+    pub fn len(&self) -> usize {
+        match self {
+            Syncz::Http { proxies, .. } => proxies.len(),
+            Syncz::Xds { response, .. } => response.resources.len(),
+        }
+    }
+
+    /// True when the answer lists no proxy.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy that owns its strings (for answers whose bytes do not outlive them).
+    pub fn into_owned(self) -> Syncz<'static> {
+        match self {
+            Syncz::Http { istiod, proxies } => Syncz::Http {
+                istiod,
+                proxies: proxies.into_iter().map(SyncStatus::into_owned).collect(),
+            },
+            Syncz::Xds { istiod, response } => Syncz::Xds {
+                istiod,
+                response: response.into_owned(),
+            },
+        }
+    }
 }
 
 /// Parse a syncz answer, detecting its form: a JSON array is the HTTP form (`null` = no proxies),
 /// a JSON object (or several concatenated, as `istioctl ps -o json` prints them) the xDS form,
 /// anything else is tried as the YAML of an xDS `DiscoveryResponse` (`istioctl ps -o yaml`).
 /// `istiod` names the HTTP source. Syntax errors carry the byte offset.
-pub fn parse_syncz(path: &Path, istiod: &str, bytes: &[u8]) -> Result<Vec<Syncz>, Error> {
+pub fn parse_syncz<'a>(
+    path: &Path,
+    istiod: &str,
+    bytes: &'a [u8],
+) -> Result<Vec<Syncz<'a>>, Error> {
     const WHAT: &str = "istiod syncz JSON (/debug/syncz array or xDS DiscoveryResponse)";
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
     match first {
         None => Ok(vec![]),
         Some(b'[') | Some(b'n') => {
-            let proxies: Option<Vec<SyncStatus>> = crate::input::parse_json(path, WHAT, bytes)?;
+            let proxies: Option<Vec<SyncStatus<'a>>> = crate::input::parse_json(path, WHAT, bytes)?;
             Ok(vec![Syncz::Http {
                 istiod: istiod.to_string(),
                 proxies: proxies.unwrap_or_default(),
@@ -288,7 +668,7 @@ pub fn parse_syncz(path: &Path, istiod: &str, bytes: &[u8]) -> Result<Vec<Syncz>
             for doc in serde_json::Deserializer::from_slice(bytes).into_iter::<DiscoveryResponse>()
             {
                 match doc {
-                    Ok(r) => out.push(Syncz::Xds(r)),
+                    Ok(r) => out.push(Syncz::xds(r)),
                     Err(source) => {
                         let (line, column) = (source.line(), source.column());
                         return Err(crate::input::Error::Parse {
@@ -307,7 +687,7 @@ pub fn parse_syncz(path: &Path, istiod: &str, bytes: &[u8]) -> Result<Vec<Syncz>
         }
         Some(_) => {
             let text = String::from_utf8_lossy(bytes);
-            let r: DiscoveryResponse = serde_saphyr::from_str(&text).map_err(|source| {
+            let r: DiscoveryResponse<'_> = serde_saphyr::from_str(&text).map_err(|source| {
                 let (line, column) = source
                     .location()
                     .map(|l| (l.line() as usize, l.column() as usize))
@@ -320,7 +700,7 @@ pub fn parse_syncz(path: &Path, istiod: &str, bytes: &[u8]) -> Result<Vec<Syncz>
                     source: Box::new(source),
                 }
             })?;
-            Ok(vec![Syncz::Xds(r)])
+            Ok(vec![Syncz::xds(r.into_owned())])
         }
     }
 }
@@ -372,18 +752,24 @@ mod tests {
         assert_eq!(istiod, "istiod-1");
         assert_eq!(proxies[0].proxy, "productpage-v1-6987489c74-wchxv.default");
         assert_eq!(proxies[0].proxy_type, "sidecar");
-        let r = &proxies[0].resources[type_url::ROUTE];
-        assert_eq!(r.sent_time.as_deref(), Some("2024-06-20T10:00:01Z"));
+        let r = proxies[0].resources.get(type_url::ROUTE).unwrap();
+        assert_eq!(r.sent_time, "2024-06-20T10:00:01Z");
     }
 
     #[test]
     fn xds_response_is_detected() {
         let (p, b) = fixture("current/ps-xds/multiXdsStatusSinglePilot.json");
         let s = parse_syncz(&p, "ignored", &b).unwrap();
-        let [Syncz::Xds(r)] = s.as_slice() else {
+        let [
+            Syncz::Xds {
+                istiod,
+                response: r,
+            },
+        ] = s.as_slice()
+        else {
             panic!("{s:?}")
         };
-        assert_eq!(r.istiod_id(), "istiod1");
+        assert_eq!(istiod, "istiod1");
         assert_eq!(r.resources.len(), 1);
         let c = &r.resources[0];
         assert_eq!(c.node.id, "proxy1");
@@ -395,10 +781,16 @@ mod tests {
     fn xds_yaml_is_accepted() {
         let (p, b) = fixture("current/ps-xds/multiXdsStatusSingleNamespace.yaml");
         let s = parse_syncz(&p, "ignored", &b).unwrap();
-        let [Syncz::Xds(r)] = s.as_slice() else {
+        let [
+            Syncz::Xds {
+                istiod,
+                response: r,
+            },
+        ] = s.as_slice()
+        else {
             panic!("{s:?}")
         };
-        assert_eq!(r.istiod_id(), "istiod1");
+        assert_eq!(istiod, "istiod1");
         assert_eq!(r.resources[0].node.meta("NAMESPACE"), "foo");
     }
 
@@ -409,7 +801,9 @@ mod tests {
                        {"resources":[],"controlPlane":{"identifier":"{\"ID\":\"istiod-b\"}"}}"#;
         let s = parse_syncz(Path::new("x.json"), "x", text).unwrap();
         assert_eq!(s.len(), 2);
-        let Syncz::Xds(r) = &s[0] else { panic!() };
+        let Syncz::Xds { response: r, .. } = &s[0] else {
+            panic!()
+        };
         let c = r.resources[0].xds_configs();
         assert_eq!(c[0].type_url, type_url::CLUSTER);
         assert_eq!(c[1].config_status.as_deref(), Some("STALE"));

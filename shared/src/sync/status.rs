@@ -6,7 +6,7 @@
 //! xDS: `UNKNOWN`/absent → `IGNORED`, `NOT_SENT` → `NOT SENT`, else the enum name; a type missing
 //! from a proxy's list → `IGNORED`.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use k8s_openapi::jiff;
 use serde::Serialize;
@@ -101,33 +101,31 @@ impl std::fmt::Display for SyncState {
     }
 }
 
-/// One type of one proxy: its state and what it was computed from.
+/// One type of one proxy: its state and what it was computed from. Strings borrow from the
+/// syncz answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TypeStatus {
+pub struct TypeStatus<'a> {
     /// The state.
     pub state: SyncState,
     /// Nonce sent (HTTP syncz only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sent: Option<String>,
+    pub sent: Option<Cow<'a, str>>,
     /// Nonce acked (HTTP syncz only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub acked: Option<String>,
+    pub acked: Option<Cow<'a, str>>,
     /// RFC 3339 time of the last push, when istiod reports it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_sent: Option<String>,
+    pub last_sent: Option<Cow<'a, str>>,
     /// The NACK message, when the proxy rejected the last push.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Cow<'a, str>>,
 }
 
-impl TypeStatus {
+impl TypeStatus<'_> {
     fn ignored() -> Self {
-        Self::of(SyncState::Ignored)
-    }
-    fn of(state: SyncState) -> Self {
         Self {
-            state,
+            state: SyncState::Ignored,
             sent: None,
             acked: None,
             last_sent: None,
@@ -139,41 +137,42 @@ impl TypeStatus {
 /// The short names of the types in table order.
 pub const TYPES: [&str; 5] = ["CDS", "LDS", "EDS", "RDS", "ECDS"];
 
-/// One proxy as one istiod sees it: the typed result of `mesh-sync`.
+/// One proxy as one istiod sees it: the typed result of `mesh-sync`. Strings borrow from the
+/// syncz answer it was read from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ProxyStatus {
+pub struct ProxyStatus<'a> {
     /// `<pod>.<namespace>` (the node id).
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// The proxy's namespace.
-    pub namespace: String,
+    pub namespace: Cow<'a, str>,
     /// `CLUSTER_ID`.
-    pub cluster: String,
+    pub cluster: Cow<'a, str>,
     /// `sidecar`, `router`, `waypoint`, `ztunnel` (when istiod says).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub proxy_type: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub proxy_type: Cow<'a, str>,
     /// The istiod replica holding the connection.
-    pub istiod: String,
+    pub istiod: Cow<'a, str>,
     /// The proxy's Istio version (`<envoy version>*` when only that is known).
-    pub version: String,
+    pub version: Cow<'a, str>,
     /// CDS.
-    pub cds: TypeStatus,
+    pub cds: TypeStatus<'a>,
     /// LDS.
-    pub lds: TypeStatus,
+    pub lds: TypeStatus<'a>,
     /// EDS.
-    pub eds: TypeStatus,
+    pub eds: TypeStatus<'a>,
     /// RDS.
-    pub rds: TypeStatus,
+    pub rds: TypeStatus<'a>,
     /// ECDS.
-    pub ecds: TypeStatus,
+    pub ecds: TypeStatus<'a>,
     /// Age of the newest push (for `-o wide`), computed by the view from a given "now".
     #[serde(skip)]
-    pub last_sent_age: Option<String>,
+    pub last_sent_age: Option<jiff::SignedDuration>,
 }
 
-impl ProxyStatus {
+impl<'a> ProxyStatus<'a> {
     /// The five types in table order with their short names.
-    pub fn types(&self) -> [(&'static str, &TypeStatus); 5] {
+    pub fn types(&self) -> [(&'static str, &TypeStatus<'a>); 5] {
         [
             ("CDS", &self.cds),
             ("LDS", &self.lds),
@@ -191,7 +190,7 @@ impl ProxyStatus {
     /// The RFC 3339 time of the newest push over all types.
     pub fn last_sent(&self) -> Option<&str> {
         self.types()
-            .iter()
+            .into_iter()
             .filter_map(|(_, t)| t.last_sent.as_deref())
             .max_by_key(|s| parse_time(s))
     }
@@ -205,82 +204,65 @@ pub fn namespace_of(proxy_id: &str) -> &str {
         .unwrap_or_default()
 }
 
+/// A borrowed view of a string that lives at least as long as `'a`.
+fn view(s: &str) -> Cow<'_, str> {
+    Cow::Borrowed(s)
+}
+
+/// `Some` view of a non-empty string.
+fn some(s: &str) -> Option<Cow<'_, str>> {
+    (!s.is_empty()).then(|| view(s))
+}
+
 /// One type of an HTTP syncz entry: the flat `<type>_sent`/`<type>_acked` nonces, else those of
-/// `resources[url]`, which also has the send time and the last NACK. Takes what it uses.
-fn http_type(
-    resources: &mut BTreeMap<String, ResourceStatus>,
-    url: &str,
-    sent: String,
-    acked: String,
+/// `resources[url]`, which also has the send time and the last NACK.
+fn http_type<'a>(
+    resource: Option<&'a ResourceStatus<'_>>,
+    sent: &'a str,
+    acked: &'a str,
     ztunnel: bool,
-) -> TypeStatus {
-    let r = resources.remove(url).unwrap_or_default();
-    let (sent, acked) = if sent.is_empty() && acked.is_empty() {
-        (r.sent, r.acked)
-    } else {
-        (sent, acked)
+) -> TypeStatus<'a> {
+    let (sent, acked) = match resource {
+        Some(r) if sent.is_empty() && acked.is_empty() => (r.sent.as_ref(), r.acked.as_ref()),
+        _ => (sent, acked),
     };
-    let error = r.last_error.filter(|e| !e.is_empty());
+    let error = resource.and_then(|r| some(&r.last_error));
     TypeStatus {
-        state: SyncState::from_nonces(&sent, &acked, error.as_deref(), ztunnel),
-        sent: (!sent.is_empty()).then_some(sent),
-        acked: (!acked.is_empty()).then_some(acked),
-        last_sent: r.sent_time.filter(|t| !t.is_empty()),
+        state: SyncState::from_nonces(sent, acked, error.as_deref(), ztunnel),
+        sent: some(sent),
+        acked: some(acked),
+        last_sent: resource.and_then(|r| some(&r.sent_time)),
         error,
     }
 }
 
-impl ProxyStatus {
+impl<'a> ProxyStatus<'a> {
     /// One proxy of an HTTP `/debug/syncz` answer from `istiod`.
-    pub fn from_http(s: &SyncStatus, istiod: &str) -> Self {
-        Self::from_http_owned(s.clone(), istiod)
-    }
-
-    /// [`ProxyStatus::from_http`], taking the strings instead of copying them (10k proxies).
-    pub fn from_http_owned(s: SyncStatus, istiod: &str) -> Self {
-        let SyncStatus {
-            cluster_id,
-            proxy,
-            proxy_type,
-            proxy_version,
-            istio_version,
-            cluster_sent,
-            cluster_acked,
-            listener_sent,
-            listener_acked,
-            route_sent,
-            route_acked,
-            endpoint_sent,
-            endpoint_acked,
-            extensionconfig_sent,
-            extensionconfig_acked,
-            mut resources,
-        } = s;
-        let z = proxy_type == "ztunnel";
-        let version = if !istio_version.is_empty() {
-            istio_version
-        } else if !proxy_version.is_empty() {
-            format!("{proxy_version}*")
+    pub fn from_http(s: &'a SyncStatus<'_>, istiod: &'a str) -> Self {
+        let z = s.proxy_type == "ztunnel";
+        let version = if !s.istio_version.is_empty() {
+            view(&s.istio_version)
+        } else if !s.proxy_version.is_empty() {
+            Cow::Owned(format!("{}*", s.proxy_version))
         } else {
-            String::new()
+            Cow::Borrowed("")
         };
-        let r = &mut resources;
+        let r = &s.resources;
         Self {
-            namespace: namespace_of(&proxy).to_string(),
-            name: proxy,
-            cluster: cluster_id,
-            proxy_type,
-            istiod: istiod.to_string(),
+            namespace: Cow::Borrowed(namespace_of(&s.proxy)),
+            name: view(&s.proxy),
+            cluster: view(&s.cluster_id),
+            proxy_type: view(&s.proxy_type),
+            istiod: Cow::Borrowed(istiod),
             version,
-            cds: http_type(r, type_url::CLUSTER, cluster_sent, cluster_acked, z),
-            lds: http_type(r, type_url::LISTENER, listener_sent, listener_acked, z),
-            eds: http_type(r, type_url::ENDPOINT, endpoint_sent, endpoint_acked, z),
-            rds: http_type(r, type_url::ROUTE, route_sent, route_acked, z),
+            cds: http_type(r.cluster.as_ref(), &s.cluster_sent, &s.cluster_acked, z),
+            lds: http_type(r.listener.as_ref(), &s.listener_sent, &s.listener_acked, z),
+            eds: http_type(r.endpoint.as_ref(), &s.endpoint_sent, &s.endpoint_acked, z),
+            rds: http_type(r.route.as_ref(), &s.route_sent, &s.route_acked, z),
             ecds: http_type(
-                r,
-                type_url::EXTENSION_CONFIG,
-                extensionconfig_sent,
-                extensionconfig_acked,
+                r.extension_config.as_ref(),
+                &s.extensionconfig_sent,
+                &s.extensionconfig_acked,
                 z,
             ),
             last_sent_age: None,
@@ -288,60 +270,60 @@ impl ProxyStatus {
     }
 
     /// One `ClientConfig` of an xDS syncz answer from `istiod`.
-    pub fn from_xds(c: &ClientConfig, istiod: &str) -> Self {
-        Self::from_xds_owned(c.clone(), istiod)
-    }
-
-    /// [`ProxyStatus::from_xds`], taking the strings instead of copying them.
-    pub fn from_xds_owned(mut c: ClientConfig, istiod: &str) -> Self {
-        let mut configs = c.take_xds_configs();
-        let mut of = |url: &str| -> TypeStatus {
-            configs
+    pub fn from_xds(c: &'a ClientConfig<'_>, istiod: &'a str) -> Self {
+        let of = |url: &str| -> TypeStatus<'a> {
+            if let Some(g) = &c.generic_xds_configs {
+                return g
+                    .iter()
+                    .find(|g| g.type_url == url)
+                    .map_or_else(TypeStatus::ignored, xds_type);
+            }
+            c.xds_config
                 .iter()
-                .position(|g| g.type_url == url)
-                .map(|i| xds_type(configs.swap_remove(i)))
-                .unwrap_or_else(TypeStatus::ignored)
+                .find(|x| x.type_url() == Some(url))
+                .map_or_else(TypeStatus::ignored, |x| TypeStatus {
+                    state: SyncState::from_config_status(x.status.as_deref()),
+                    ..TypeStatus::ignored()
+                })
         };
-        let (cds, lds, eds, rds, ecds) = (
-            of(type_url::CLUSTER),
-            of(type_url::LISTENER),
-            of(type_url::ENDPOINT),
-            of(type_url::ROUTE),
-            of(type_url::EXTENSION_CONFIG),
-        );
-        let node = c.node;
+        let node = &c.node;
         let namespace = match node.meta("NAMESPACE") {
             "" => namespace_of(&node.id),
             ns => ns,
-        }
-        .to_string();
+        };
         Self {
-            namespace,
-            cluster: node.meta("CLUSTER_ID").to_string(),
-            proxy_type: String::new(),
-            istiod: istiod.to_string(),
-            version: node.meta("ISTIO_VERSION").to_string(),
-            name: node.id,
-            cds,
-            lds,
-            eds,
-            rds,
-            ecds,
+            namespace: Cow::Borrowed(namespace),
+            cluster: Cow::Borrowed(node.meta("CLUSTER_ID")),
+            proxy_type: Cow::Borrowed(""),
+            istiod: Cow::Borrowed(istiod),
+            version: Cow::Borrowed(node.meta("ISTIO_VERSION")),
+            name: Cow::Borrowed(&node.id),
+            cds: of(type_url::CLUSTER),
+            lds: of(type_url::LISTENER),
+            eds: of(type_url::ENDPOINT),
+            rds: of(type_url::ROUTE),
+            ecds: of(type_url::EXTENSION_CONFIG),
             last_sent_age: None,
         }
     }
 }
 
-fn xds_type(g: GenericXdsConfig) -> TypeStatus {
+fn xds_type<'a>(g: &'a GenericXdsConfig<'_>) -> TypeStatus<'a> {
     TypeStatus {
         state: SyncState::from_config_status(g.config_status.as_deref()),
         sent: None,
         acked: None,
-        last_sent: g.last_updated.filter(|t| !t.is_empty()),
+        last_sent: g
+            .last_updated
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(Cow::Borrowed),
         error: g
             .error_state
-            .and_then(|e| e.details)
-            .filter(|d| !d.is_empty()),
+            .as_ref()
+            .and_then(|e| e.details.as_deref())
+            .filter(|d| !d.is_empty())
+            .map(Cow::Borrowed),
     }
 }
 

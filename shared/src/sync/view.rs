@@ -1,67 +1,68 @@
 //! Syncz answers of every replica → one sorted list of proxies → table rows.
 
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{self, Timestamp};
 
 use super::model::Syncz;
 use super::status::{ProxyStatus, human_duration, parse_time};
 use crate::render::{Cell, Tabular, Tone};
 
-/// The proxies of one syncz answer (taken out of it: 10k proxies are not copied).
-pub fn proxies_of(s: Syncz) -> Vec<ProxyStatus> {
+/// The proxies of one syncz answer, borrowing its strings.
+pub fn proxies_of<'a>(s: &'a Syncz<'_>) -> Box<dyn Iterator<Item = ProxyStatus<'a>> + 'a> {
     match s {
-        Syncz::Http { istiod, proxies } => proxies
-            .into_iter()
-            .map(|p| ProxyStatus::from_http_owned(p, &istiod))
-            .collect(),
-        Syncz::Xds(r) => {
-            let istiod = r.istiod_id();
-            r.resources
-                .into_iter()
-                .map(|c| ProxyStatus::from_xds_owned(c, &istiod))
-                .collect()
-        }
+        Syncz::Http { istiod, proxies } => Box::new(
+            proxies
+                .iter()
+                .map(move |p| ProxyStatus::from_http(p, istiod)),
+        ),
+        Syncz::Xds { istiod, response } => Box::new(
+            response
+                .resources
+                .iter()
+                .map(move |c| ProxyStatus::from_xds(c, istiod)),
+        ),
     }
 }
 
 /// Merge the answers of all replicas (a proxy is connected to one; should it show up at two,
 /// both rows stay), keep only `namespace` if given, sort by name then istiod, and fill in the
-/// age of the newest push relative to `now`.
-pub fn merge(answers: Vec<Syncz>, namespace: Option<&str>, now: Timestamp) -> Vec<ProxyStatus> {
-    let total = answers
-        .iter()
-        .map(|a| match a {
-            Syncz::Http { proxies, .. } => proxies.len(),
-            Syncz::Xds(r) => r.resources.len(),
-        })
-        .sum();
-    let mut rows: Vec<ProxyStatus> = Vec::with_capacity(total);
+/// age of the newest push relative to `now`. The rows borrow from `answers`.
+pub fn merge<'a>(
+    answers: &'a [Syncz<'_>],
+    namespace: Option<&str>,
+    now: Timestamp,
+) -> Vec<ProxyStatus<'a>> {
+    let total = answers.iter().map(Syncz::len).sum();
+    let mut rows: Vec<ProxyStatus<'a>> = Vec::with_capacity(total);
     for a in answers {
-        rows.extend(
-            proxies_of(a)
-                .into_iter()
-                .filter(|p| namespace.is_none_or(|ns| p.namespace == ns)),
-        );
+        rows.extend(proxies_of(a).filter(|p| namespace.is_none_or(|ns| p.namespace == ns)));
     }
     // The types of a proxy are often pushed at once: parse each distinct time once.
-    let mut last: Option<(String, Option<Timestamp>)> = None;
-    let mut parse = |s: &str| match &last {
-        Some((text, t)) if text == s => *t,
-        _ => {
-            let t = parse_time(s);
-            last = Some((s.to_owned(), t));
-            t
-        }
-    };
-    for p in &mut rows {
-        let newest = p
-            .types()
-            .iter()
-            .filter_map(|(_, t)| t.last_sent.as_deref())
-            .filter_map(&mut parse)
-            .max();
-        p.last_sent_age = newest.map(|t| human_duration(now.duration_since(t)));
+    let mut last: Option<(&str, Option<Timestamp>)> = None;
+    let ages: Vec<Option<jiff::SignedDuration>> = rows
+        .iter()
+        .map(|p| {
+            let mut newest: Option<Timestamp> = None;
+            for (_, t) in p.types() {
+                let Some(s) = t.last_sent.as_deref() else {
+                    continue;
+                };
+                let parsed = match last {
+                    Some((text, t)) if text == s => t,
+                    _ => {
+                        let t = parse_time(s);
+                        last = Some((s, t));
+                        t
+                    }
+                };
+                newest = newest.max(parsed);
+            }
+            newest.map(|t| now.duration_since(t))
+        })
+        .collect();
+    for (p, age) in rows.iter_mut().zip(ages) {
+        p.last_sent_age = age;
     }
-    // Sort positions, then move each row at most once: a row is ~700 bytes, too big to be
+    // Sort positions, then move each row at most once: a row is ~400 bytes, too big to be
     // swapped around by the sort itself.
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_by(|&a, &b| {
@@ -90,12 +91,12 @@ fn permute<T>(items: &mut [T], mut order: Vec<usize>) {
 }
 
 /// The proxies that are not in sync (some type STALE or ERROR).
-pub fn laggards(rows: &[ProxyStatus]) -> Vec<&ProxyStatus> {
+pub fn laggards<'r, 'a>(rows: &'r [ProxyStatus<'a>]) -> Vec<&'r ProxyStatus<'a>> {
     rows.iter().filter(|p| p.has_drift()).collect()
 }
 
 /// One line per laggard for stderr: `name: CDS STALE, LDS ERROR (nack text)`.
-pub fn describe_laggard(p: &ProxyStatus) -> String {
+pub fn describe_laggard(p: &ProxyStatus<'_>) -> String {
     let parts: Vec<String> = p
         .types()
         .iter()
@@ -116,7 +117,7 @@ fn short(nonce: &str) -> &str {
     }
 }
 
-impl Tabular for ProxyStatus {
+impl Tabular for ProxyStatus<'_> {
     const KIND: &'static str = "ProxyStatus";
 
     fn headers(wide: bool) -> Vec<&'static str> {
@@ -129,17 +130,20 @@ impl Tabular for ProxyStatus {
         h
     }
 
-    fn row(&self, wide: bool) -> Vec<Cell> {
-        let mut r = vec![Cell::plain(&self.name), Cell::or_none(&self.cluster)];
+    fn row(&self, wide: bool) -> Vec<Cell<'_>> {
+        let mut r = vec![
+            Cell::plain(self.name.as_ref()),
+            Cell::or_none(self.cluster.as_ref()),
+        ];
         for (_, t) in self.types() {
             r.push(Cell::toned(t.state.label(), t.state.tone()));
         }
-        r.push(Cell::or_none(&self.istiod));
-        r.push(Cell::or_none(&self.version));
+        r.push(Cell::or_none(self.istiod.as_ref()));
+        r.push(Cell::or_none(self.version.as_ref()));
         if wide {
-            r.push(Cell::or_none(&self.proxy_type));
+            r.push(Cell::or_none(self.proxy_type.as_ref()));
             r.push(Cell::or_none(
-                self.last_sent_age.clone().unwrap_or_default(),
+                self.last_sent_age.map(human_duration).unwrap_or_default(),
             ));
             let nonces: Vec<String> = self
                 .types()
@@ -182,9 +186,14 @@ mod tests {
             .join(rel)
     }
 
-    fn load(rel: &str, istiod: &str) -> Vec<Syncz> {
+    fn load(rel: &str, istiod: &str) -> Vec<Syncz<'static>> {
         let p = fixture(rel);
-        parse_syncz(&p, istiod, &std::fs::read(&p).unwrap()).unwrap()
+        let bytes = std::fs::read(&p).unwrap();
+        parse_syncz(&p, istiod, &bytes)
+            .unwrap()
+            .into_iter()
+            .map(Syncz::into_owned)
+            .collect()
     }
 
     fn now() -> Timestamp {
@@ -241,7 +250,7 @@ mod tests {
                 &format!("istiod{i}"),
             ));
         }
-        let rows = merge(answers.clone(), None, now());
+        let rows = merge(&answers, None, now());
         assert_eq!(
             cells(&table(&rows, OutputFormat::Table)),
             golden("v1.21/ps/multiStatusMultiPilot.txt")
@@ -250,26 +259,20 @@ mod tests {
 
     #[test]
     fn http_single_replica_and_fallback_version() {
-        let rows = merge(
-            load(
-                "v1.21/ps/derived-inputs/istiod1-single.syncz.json",
-                "istiod1",
-            ),
-            None,
-            now(),
+        let answers = load(
+            "v1.21/ps/derived-inputs/istiod1-single.syncz.json",
+            "istiod1",
         );
+        let rows = merge(&answers, None, now());
         assert_eq!(
             cells(&table(&rows, OutputFormat::Table)),
             golden("v1.21/ps/multiStatusSinglePilot.txt")
         );
-        let rows = merge(
-            load(
-                "v1.21/ps/derived-inputs/istiod2-fallback.syncz.json",
-                "istiod2",
-            ),
-            None,
-            now(),
+        let answers = load(
+            "v1.21/ps/derived-inputs/istiod2-fallback.syncz.json",
+            "istiod2",
         );
+        let rows = merge(&answers, None, now());
         assert_eq!(
             cells(&table(&rows, OutputFormat::Table)),
             golden("v1.21/ps/singleStatusFallback.txt")
@@ -286,10 +289,7 @@ mod tests {
                 name,
             ));
         }
-        let ours = cells(&table(
-            &merge(answers.clone(), None, now()),
-            OutputFormat::Table,
-        ));
+        let ours = cells(&table(&merge(&answers, None, now()), OutputFormat::Table));
         let keep = [0usize, 2, 3, 4, 5, 7, 8];
         let ours: Vec<Vec<String>> = ours
             .iter()
@@ -302,11 +302,8 @@ mod tests {
 
     #[test]
     fn xds_rows() {
-        let rows = merge(
-            load("current/ps-xds/multiXdsStatusSinglePilot.json", "x"),
-            None,
-            now(),
-        );
+        let answers = load("current/ps-xds/multiXdsStatusSinglePilot.json", "x");
+        let rows = merge(&answers, None, now());
         insta::assert_snapshot!(table(&rows, OutputFormat::Table), @r"
         NAME     CLUSTER    CDS     LDS      EDS      RDS        ECDS     ISTIOD    VERSION
         proxy1   cluster1   STALE   SYNCED   SYNCED   NOT SENT   SYNCED   istiod1   1.20
@@ -320,23 +317,20 @@ mod tests {
             "derived/http-debug-syncz.modern.example.json",
             "istiod-b",
         ));
-        let all = merge(answers.clone(), None, now());
+        let all = merge(&answers, None, now());
         assert_eq!(
-            all.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            all.iter().map(|p| p.name.as_ref()).collect::<Vec<_>>(),
             ["productpage-v1-6987489c74-wchxv.default", "proxy1"]
         );
-        let foo = merge(answers.clone(), Some("foo"), now());
+        let foo = merge(&answers, Some("foo"), now());
         assert_eq!(foo.len(), 1);
         assert_eq!(foo[0].name, "proxy1");
     }
 
     #[test]
     fn wide_adds_type_age_nonces_and_errors() {
-        let rows = merge(
-            load("derived/http-debug-syncz.modern.example.json", "istiod-b"),
-            None,
-            now(),
-        );
+        let answers = load("derived/http-debug-syncz.modern.example.json", "istiod-b");
+        let rows = merge(&answers, None, now());
         insta::assert_snapshot!(table(&rows, OutputFormat::Wide), @r"
         NAME                                      CLUSTER      CDS      LDS      EDS      RDS     ECDS       ISTIOD     VERSION   TYPE      LAST SENT   NONCES                                                                                    ERROR
         productpage-v1-6987489c74-wchxv.default   Kubernetes   SYNCED   SYNCED   SYNCED   STALE   NOT SENT   istiod-b   1.24.0    sidecar   4m59s       CDS=00000001/00000001,LDS=00000002/00000002,EDS=00000004/00000004,RDS=00000003/00000099   <none>
@@ -350,11 +344,8 @@ mod tests {
 
     #[test]
     fn json_is_the_typed_list() {
-        let rows = merge(
-            load("v1.21/ps/derived-inputs/istiod3.syncz.json", "istiod3"),
-            None,
-            now(),
-        );
+        let answers = load("v1.21/ps/derived-inputs/istiod3.syncz.json", "istiod3");
+        let rows = merge(&answers, None, now());
         let v: serde_json::Value = serde_json::from_str(&table(&rows, OutputFormat::Json)).unwrap();
         assert_eq!(v["kind"], "ProxyStatusList");
         assert_eq!(v["apiVersion"], "meshdebug.io/v1");

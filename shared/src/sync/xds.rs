@@ -8,6 +8,7 @@
 //! `envoy/config/core/v3/base.proto`, `google/protobuf/struct.proto`) into the same
 //! [`DiscoveryResponse`] model the JSON form parses into.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::model::{
-    ClientConfig, ControlPlane, DiscoveryResponse, GenericXdsConfig, Node, PerXdsConfig,
+    ClientConfig, ControlPlane, DiscoveryResponse, GenericXdsConfig, Metadata, Node, PerXdsConfig,
     UpdateFailureState,
 };
 
@@ -213,7 +214,7 @@ fn string(b: &[u8]) -> String {
 }
 
 /// Decode a `DiscoveryResponse` for [`SYNCZ_TYPE`] into the JSON model.
-pub fn decode_response(bytes: &[u8]) -> Result<DiscoveryResponse, Failure> {
+pub fn decode_response(bytes: &[u8]) -> Result<DiscoveryResponse<'static>, Failure> {
     let mut r = Reader::new(bytes, "DiscoveryResponse");
     let mut out = DiscoveryResponse::default();
     while let Some((n, f)) = r.next()? {
@@ -253,7 +254,7 @@ fn decode_any(b: &[u8]) -> Result<(String, &[u8]), Failure> {
     Ok((type_url, value))
 }
 
-fn decode_client_config(b: &[u8]) -> Result<ClientConfig, Failure> {
+fn decode_client_config(b: &[u8]) -> Result<ClientConfig<'static>, Failure> {
     let mut r = Reader::new(b, "ClientConfig");
     let mut c = ClientConfig::default();
     let mut generic = Vec::new();
@@ -271,13 +272,23 @@ fn decode_client_config(b: &[u8]) -> Result<ClientConfig, Failure> {
     Ok(c)
 }
 
-fn decode_node(b: &[u8]) -> Result<Node, Failure> {
+fn decode_node(b: &[u8]) -> Result<Node<'static>, Failure> {
     let mut r = Reader::new(b, "Node");
     let mut node = Node::default();
     while let Some((n, f)) = r.next()? {
         match (n, f) {
-            (1, Field::Bytes(id)) => node.id = string(id),
-            (3, Field::Bytes(s)) => node.metadata = decode_struct(s, 0)?,
+            (1, Field::Bytes(id)) => node.id = string(id).into(),
+            (3, Field::Bytes(s)) => {
+                node.metadata = Metadata(
+                    decode_struct(s, 0)?
+                        .into_iter()
+                        .filter_map(|(k, v)| match v {
+                            Value::String(v) => Some((k.into(), v.into())),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            }
             _ => {}
         }
     }
@@ -346,21 +357,21 @@ fn decode_value(b: &[u8], depth: usize) -> Result<Value, Failure> {
     Ok(v)
 }
 
-fn decode_generic(b: &[u8]) -> Result<GenericXdsConfig, Failure> {
+fn decode_generic(b: &[u8]) -> Result<GenericXdsConfig<'static>, Failure> {
     let mut r = Reader::new(b, "GenericXdsConfig");
     let mut g = GenericXdsConfig::default();
     let mut status = 0u64;
     while let Some((n, f)) = r.next()? {
         match (n, f) {
-            (1, Field::Bytes(t)) => g.type_url = string(t),
-            (5, Field::Bytes(ts)) => g.last_updated = decode_timestamp(ts)?,
+            (1, Field::Bytes(t)) => g.type_url = string(t).into(),
+            (5, Field::Bytes(ts)) => g.last_updated = decode_timestamp(ts)?.map(Cow::Owned),
             (6, Field::Varint(s)) => status = s,
             (8, Field::Bytes(e)) => {
                 let mut er = Reader::new(e, "UpdateFailureState");
                 let mut details = None;
                 while let Some((n, f)) = er.next()? {
                     if let (3, Field::Bytes(d)) = (n, f) {
-                        details = Some(string(d));
+                        details = Some(string(d).into());
                     }
                 }
                 g.error_state = Some(UpdateFailureState { details });
@@ -368,7 +379,7 @@ fn decode_generic(b: &[u8]) -> Result<GenericXdsConfig, Failure> {
             _ => {}
         }
     }
-    g.config_status = status_name(status);
+    g.config_status = status_name(status).map(Cow::Owned);
     Ok(g)
 }
 
@@ -388,14 +399,14 @@ fn status_name(s: u64) -> Option<String> {
 fn decode_per_xds(b: &[u8]) -> Result<PerXdsConfig, Failure> {
     let mut r = Reader::new(b, "PerXdsConfig");
     let mut p = PerXdsConfig::default();
-    let present = Some(Value::Object(serde_json::Map::new()));
+    let present = Some(serde::de::IgnoredAny);
     while let Some((n, f)) = r.next()? {
         match (n, f) {
             (1, Field::Varint(s)) => p.status = status_name(s),
-            (2, Field::Bytes(_)) => p.listener_config = present.clone(),
-            (3, Field::Bytes(_)) => p.cluster_config = present.clone(),
-            (4, Field::Bytes(_)) => p.route_config = present.clone(),
-            (6, Field::Bytes(_)) => p.endpoint_config = present.clone(),
+            (2, Field::Bytes(_)) => p.listener_config = present,
+            (3, Field::Bytes(_)) => p.cluster_config = present,
+            (4, Field::Bytes(_)) => p.route_config = present,
+            (6, Field::Bytes(_)) => p.endpoint_config = present,
             _ => {}
         }
     }
@@ -661,10 +672,11 @@ pub(crate) mod tests {
     fn response_decodes_into_the_json_model() {
         let r = decode_response(&encode_syncz_response("istiod-1")).unwrap();
         assert_eq!(r.istiod_id(), "istiod-1");
-        let p = crate::sync::ProxyStatus::from_xds(&r.resources[0], &r.istiod_id());
+        let id = r.istiod_id();
+        let p = crate::sync::ProxyStatus::from_xds(&r.resources[0], &id);
         assert_eq!(p.name, "reviews-v2-1.shop");
         assert_eq!(
-            (p.cluster.as_str(), p.version.as_str(), p.namespace.as_str()),
+            (p.cluster.as_ref(), p.version.as_ref(), p.namespace.as_ref()),
             ("Kubernetes", "1.24.2", "shop")
         );
         use crate::sync::SyncState::*;
