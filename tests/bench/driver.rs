@@ -275,6 +275,86 @@ impl Bench<'_> {
     }
 }
 
+/// CPU time spent per run of a command, by who spent it.
+struct CpuSplit {
+    runs: usize,
+    /// The plugin process.
+    plugin: Duration,
+    /// This process: the world's apiserver and istiod stand-in (and the bench's own waiting).
+    apiserver: Duration,
+    /// Every `envoy` process.
+    envoys: Duration,
+}
+
+/// Run `cmd` `runs` times (unwrapped) and split the CPU time the machine spent on it, from
+/// `/proc/<pid>/stat` (utime + stime; the plugin's as this process's waited-for children).
+fn cpu_split(bench: &Bench<'_>, cmd: &Cmd, runs: usize) -> Result<CpuSplit> {
+    let tick = clock_tick()?;
+    let envoys = || -> u64 {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        dir.flatten()
+            .filter_map(|e| proc_stat(&e.path().join("stat")))
+            .filter(|st| st.comm == "envoy")
+            .map(|st| st.own)
+            .sum()
+    };
+    let me = || proc_stat(Path::new("/proc/self/stat")).context("reading /proc/self/stat");
+    let (before, envoy_before) = (me()?, envoys());
+    for _ in 0..runs {
+        bench.once(cmd, false)?;
+    }
+    let (after, envoy_after) = (me()?, envoys());
+    let per_run = |ticks: u64| tick.mul_f64(ticks as f64 / runs as f64);
+    Ok(CpuSplit {
+        runs,
+        plugin: per_run(after.children - before.children),
+        apiserver: per_run(after.own - before.own),
+        envoys: per_run(envoy_after.saturating_sub(envoy_before)),
+    })
+}
+
+struct ProcStat {
+    comm: String,
+    /// utime + stime, in clock ticks.
+    own: u64,
+    /// cutime + cstime, in clock ticks.
+    children: u64,
+}
+
+/// `/proc/<pid>/stat`: the command name and CPU times.
+fn proc_stat(path: &Path) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (head, rest) = text.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    // Fields after the name, from field 3 (state): utime is field 14, cstime field 17.
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    Some(ProcStat {
+        comm,
+        own: f.first()? + f.get(1)?,
+        children: f.get(2)? + f.get(3)?,
+    })
+}
+
+/// The length of one clock tick of `/proc/<pid>/stat` (`getconf CLK_TCK`).
+fn clock_tick() -> Result<Duration> {
+    let out = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .context("running getconf CLK_TCK")?;
+    let hz: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("getconf CLK_TCK printed no number")?;
+    Ok(Duration::from_secs(1) / hz.max(1))
+}
+
 fn median<T: Ord + Copy + Default>(v: &mut [T]) -> T {
     v.sort_unstable();
     v.get(v.len() / 2).copied().unwrap_or_default()
@@ -798,6 +878,55 @@ fn world_benchmarks(
             "≤ 3× one",
             ratio <= 3.0,
         );
+    }
+
+    // Where the CPU of the 50-pod run goes: the plugin, the simulated apiserver (inside this
+    // process), the Envoys. All share this machine's CPUs, so their sum bounds the wall time.
+    let split = cpu_split(bench, &cmds[1], args.runs.max(5))?;
+    let total = split.plugin + split.apiserver + split.envoys;
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_pod = |d: Duration| fmt_secs(d.as_secs_f64() / web.len() as f64);
+    report.notes.push(format!(
+        "CPU per run of `envoy-log -l app=web` ({n} pods, mean of {runs} runs, from /proc): \
+         plugin {p} ({pp} per pod), simulated apiserver {a} ({ap} per pod), the {n} Envoys {e} \
+         ({ep} per pod): {t} in all, which needs at least {w} of wall time on this machine's \
+         {cpus} CPUs. One pod (`envoy-log POD`) took {one} of wall time.",
+        n = web.len(),
+        runs = split.runs,
+        p = fmt_secs(split.plugin.as_secs_f64()),
+        pp = per_pod(split.plugin),
+        a = fmt_secs(split.apiserver.as_secs_f64()),
+        ap = per_pod(split.apiserver),
+        e = fmt_secs(split.envoys.as_secs_f64()),
+        ep = per_pod(split.envoys),
+        t = fmt_secs(total.as_secs_f64()),
+        w = fmt_secs(total.as_secs_f64() / cpus as f64),
+        one = fmt_secs(single.secs()),
+    ));
+    // The fan-out itself: the same run one pod at a time, and all 50 at once.
+    let serial = log_cmd(&[&"-l", &"app=web", &"--max-concurrency", &"1"]);
+    let all = log_cmd(&[&"-l", &"app=web", &"--max-concurrency", &"50"]);
+    let sweep = bench.measure_all(&[
+        (
+            "envoy-log -l app=web --max-concurrency 1",
+            &serial,
+            args.runs,
+        ),
+        ("envoy-log -l app=web (default 16)", &cmds[1], args.runs),
+        ("envoy-log -l app=web --max-concurrency 50", &all, args.runs),
+    ])?;
+    for (label, stat) in [
+        ("`envoy-log -l app=web --max-concurrency 1`", sweep[0]),
+        ("`envoy-log -l app=web --max-concurrency 50`", sweep[2]),
+    ] {
+        report.rows.push(Row {
+            size: format!("{} sidecars", web.len()),
+            command: label.into(),
+            stat,
+            vs_floor: None,
+            jq_over: None,
+            rss_over_file: None,
+        });
     }
 
     // Raw dump through port-forward from a file server (the largest dump ≥ 100 MB).

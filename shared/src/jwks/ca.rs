@@ -209,9 +209,9 @@ pub async fn add_ca(
     };
     let cluster = crate::cluster::connect(&c.cluster).await?;
     let pl = plan(&cluster, c, opts.deployment.as_deref()).await?;
-    let current = istiod::read_bundle(&cluster, &pl.ns, &pl.target)
-        .await?
-        .unwrap_or_default();
+    let existing = istiod::read_bundle(&cluster, &pl.ns, &pl.target).await?;
+    let existed = existing.is_some();
+    let current = existing.unwrap_or_default();
     let what = pl.target.describe();
     let change = cert::append_to_bundle(&current, &certs, &what)?;
     let (new_dep, dep_changed) = cacerts::add_cacerts(
@@ -314,11 +314,49 @@ pub async fn add_ca(
         BundleSource::Secret { name, .. } => name.clone(),
         _ => cacerts::SECRET_NAME.to_string(),
     };
-    let patched = istiod::update_deployment(&cluster, &pl.ns, &pl.deployment, |d| {
+    let patched = match istiod::update_deployment(&cluster, &pl.ns, &pl.deployment, |d| {
         let (n, changed) = cacerts::add_cacerts(d, &secret, &hash)?;
         Ok(changed.then_some(n))
     })
-    .await?;
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            // Nothing half-applied: take back what this run added to the bundle.
+            if wrote {
+                let present = cert::parse_pem(current.as_bytes(), &what)?;
+                let added: Vec<CertificateDer<'static>> = certs
+                    .iter()
+                    .filter(|c| !present.iter().any(|p| p.as_ref() == c.as_ref()))
+                    .cloned()
+                    .collect();
+                let undo = Undo {
+                    ns: &pl.ns,
+                    target: &pl.target,
+                    what: &what,
+                    added: &added,
+                    created: !existed && pl.ours,
+                };
+                match undo_bundle(&cluster, &undo).await {
+                    Ok(()) => note(
+                        err,
+                        &format!(
+                            "rolled back: the certificate(s) added to {what} were removed again; nothing is changed"
+                        ),
+                    ),
+                    Err(re) => note(
+                        err,
+                        &format!(
+                            "warning: {what} keeps the added certificate(s): taking them back failed too ({}); remove them with: kubectl jwks-trust remove-ca --cert FILE -n {}",
+                            crate::render::sanitize(&re.to_string()),
+                            pl.ns
+                        ),
+                    ),
+                }
+            }
+            return Err(e);
+        }
+    };
     if patched {
         note(
             err,
@@ -328,6 +366,38 @@ pub async fn add_ca(
         );
     }
     Ok(ExitStatus::Success)
+}
+
+/// What [`undo_bundle`] takes back.
+struct Undo<'a> {
+    ns: &'a str,
+    target: &'a BundleSource,
+    what: &'a str,
+    /// The certificates this run added (not those that were there before).
+    added: &'a [CertificateDer<'static>],
+    /// The run created our Secret: delete it when nothing else is left in it.
+    created: bool,
+}
+
+/// Remove the certificates this run added to the bundle (re-reading it with resourceVersion,
+/// so a concurrent writer's certificates stay), and our Secret if this run created it.
+async fn undo_bundle(cluster: &Cluster, u: &Undo<'_>) -> Result<(), crate::Error> {
+    istiod::write_bundle(cluster, u.ns, u.target, |cur| {
+        let ch = cert::remove_from_bundle(cur, u.added, u.what)?;
+        Ok((!ch.is_noop()).then_some(ch.bundle))
+    })
+    .await?;
+    if u.created
+        && let BundleSource::Secret { name, .. } = u.target
+    {
+        let left = istiod::read_bundle(cluster, u.ns, u.target)
+            .await?
+            .unwrap_or_default();
+        if cert::parse_pem(left.as_bytes(), u.what)?.is_empty() {
+            istiod::delete_secret(cluster, u.ns, name).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Undo add-ca.

@@ -588,6 +588,68 @@ fn add_ca_gives_istiod_the_ca_and_remove_ca_takes_it_back() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
 }
 
+/// Nothing half-applied: the Secret is written, then every update of istio-pilot's Deployment
+/// conflicts (someone keeps changing it). add-ca gives up after one re-read, takes back the
+/// Secret it created, and exits 2; the Deployment and istiod are untouched.
+#[test]
+fn add_ca_rolls_the_secret_back_when_the_deployment_cannot_be_updated() {
+    let world = World::start_blocking("seed").unwrap();
+    let pp = PluginPath::install();
+    let jwks = world.jwks().unwrap();
+    let store = world.apiserver().store();
+    let before = store
+        .get("apps/v1", "Deployment", Some("olaf"), "istio-pilot")
+        .unwrap();
+    let api = world.apiserver();
+    api.faults()
+        .fail_method("PUT", "/namespaces/olaf/deployments/istio-pilot", 409, None);
+    api.clear_requests();
+    let out = run(
+        &pp,
+        &world,
+        &[
+            "jwks-trust",
+            "add-ca",
+            "--from-url",
+            jwks.base_url(),
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("conflict"), "{err}");
+    assert!(err.contains("rolled back"), "{err}");
+    // the Secret was really written, then emptied (a resourceVersion-checked update) and
+    // deleted again
+    let on_secret: Vec<(String, u16)> = writes(&world)
+        .into_iter()
+        .filter(|r| r.path.contains("/secrets"))
+        .map(|r| (r.method, r.status))
+        .collect();
+    assert_eq!(
+        on_secret,
+        [
+            ("POST".to_string(), 201),
+            ("PUT".to_string(), 200),
+            ("DELETE".to_string(), 200)
+        ],
+        "created, then taken back"
+    );
+    assert!(
+        store
+            .get("v1", "Secret", Some("olaf"), "jwks-extra-cacerts")
+            .is_none()
+    );
+    let after = store
+        .get("apps/v1", "Deployment", Some("olaf"), "istio-pilot")
+        .unwrap();
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    assert_eq!(after["spec"], before["spec"]);
+}
+
 /// Someone else changes the policy between the plugin's read and its write: the update
 /// conflicts (409), the plugin reads it again and re-applies its change once; both edits
 /// survive.

@@ -49,6 +49,8 @@ struct DenyRule {
 
 #[derive(Debug, Clone)]
 struct FailRule {
+    /// Only requests of this HTTP method (`PUT`, ...); any method when `None`.
+    method: Option<String>,
     path_contains: String,
     code: u16,
     remaining: Option<usize>,
@@ -167,6 +169,7 @@ impl Faults {
     /// `Retry-After`), so `times: None` with those codes makes a kube client wait a long time.
     pub fn fail(&self, path_contains: &str, code: u16, times: Option<usize>) {
         self.lock().failures.push(FailRule {
+            method: None,
             path_contains: path_contains.into(),
             code,
             remaining: times,
@@ -183,10 +186,23 @@ impl Faults {
         retry_after_secs: u64,
     ) {
         self.lock().failures.push(FailRule {
+            method: None,
             path_contains: path_contains.into(),
             code,
             remaining: times,
             retry_after: Some(retry_after_secs),
+        });
+    }
+
+    /// [`Faults::fail`] for requests of one HTTP method only (e.g. every `PUT` of an object
+    /// answered 409, as if someone kept changing it, while its `GET`s succeed).
+    pub fn fail_method(&self, method: &str, path_contains: &str, code: u16, times: Option<usize>) {
+        self.lock().failures.push(FailRule {
+            method: Some(method.to_ascii_uppercase()),
+            path_contains: path_contains.into(),
+            code,
+            remaining: times,
+            retry_after: None,
         });
     }
 
@@ -238,13 +254,14 @@ impl Faults {
         })
     }
 
-    /// The injected status code (and Retry-After override) for this path, consuming one use.
-    pub(crate) fn take_failure(&self, path: &str) -> Option<(u16, Option<u64>)> {
+    /// The injected status code (and Retry-After override) for this request, consuming one use.
+    pub(crate) fn take_failure(&self, method: &str, path: &str) -> Option<(u16, Option<u64>)> {
         let mut st = self.lock();
-        let idx = st
-            .failures
-            .iter()
-            .position(|f| path.contains(&f.path_contains) && f.remaining.is_none_or(|n| n > 0))?;
+        let idx = st.failures.iter().position(|f| {
+            path.contains(&f.path_contains)
+                && f.method.as_deref().is_none_or(|m| m == method)
+                && f.remaining.is_none_or(|n| n > 0)
+        })?;
         let rule = &mut st.failures[idx];
         let code = rule.code;
         let retry_after = rule.retry_after;
@@ -294,14 +311,23 @@ mod tests {
         assert!(!f.is_denied("patch", "deployments", Some("dev")));
         f.fail("/pods", 500, Some(2));
         assert_eq!(
-            f.take_failure("/api/v1/namespaces/x/pods"),
+            f.take_failure("GET", "/api/v1/namespaces/x/pods"),
             Some((500, None))
         );
         assert_eq!(
-            f.take_failure("/api/v1/namespaces/x/pods"),
+            f.take_failure("GET", "/api/v1/namespaces/x/pods"),
             Some((500, None))
         );
-        assert_eq!(f.take_failure("/api/v1/namespaces/x/pods"), None);
+        assert_eq!(f.take_failure("GET", "/api/v1/namespaces/x/pods"), None);
+        f.fail_method("put", "/deployments/istiod", 409, None);
+        assert_eq!(
+            f.take_failure("GET", "/apis/apps/v1/namespaces/i/deployments/istiod"),
+            None
+        );
+        assert_eq!(
+            f.take_failure("PUT", "/apis/apps/v1/namespaces/i/deployments/istiod"),
+            Some((409, None))
+        );
         f.clear();
         assert!(!f.is_denied("create", "pods/portforward", Some("x")));
     }

@@ -286,7 +286,7 @@ async fn route(sh: &Arc<Shared>, req: Request, path: &str, query: &str) -> Respo
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    if let Some((code, retry_after)) = sh.faults.take_failure(path) {
+    if let Some((code, retry_after)) = sh.faults.take_failure(req.method().as_str(), path) {
         let mut e = ApiError::injected(code);
         if retry_after.is_some() {
             e.retry_after = retry_after;
