@@ -87,7 +87,9 @@ existing bundle mounted there is appended to, never replaced; certificates alrea
 skipped) and mounts it in the discovery container of the istiod/istio-pilot Deployment. istiod
 reads the bundle only at start: the patch restarts it. When an operator or Helm manages the
 Deployment, the permanent setting is printed (pilot.jwksResolverExtraRootCA, or the SMCP field
-spec.security.jwksResolverCA).
+spec.security.jwksResolverCA). Nothing is half-applied: the Deployment update is checked
+(server-side dry run) before the bundle is written, and if the update still fails the
+certificates just added are taken out again (and a Secret just created deleted).
 
 Examples:
   kubectl jwks-trust add-ca --from-url https://keycloak-olaf-sso.apps.example.com --dry-run
@@ -100,7 +102,8 @@ Exit codes:
 
 const REMOVE_CA_HELP: &str = "\
 Undoes add-ca: removes the /cacerts volume and mount it added and deletes the Secret; with
---cert, removes only those certificates from the bundle. istiod restarts.
+--cert, removes only those certificates from the bundle (put back if istiod's Deployment cannot
+then be updated to restart it). istiod restarts.
 
 Examples:
   kubectl jwks-trust remove-ca --cert olaf-root-ca.pem --yes

@@ -511,6 +511,14 @@ pub async fn remove_ca(
     } else if let (Some(path), Some(_)) = (&opts.cert, &new_bundle) {
         let bytes = crate::input::read(path)?;
         let certs = cert::parse_pem_nonempty(&bytes, &path.display().to_string())?;
+        // Nothing half-applied: make sure the Deployment can be updated before changing the bundle.
+        istiod::preflight_update_deployment(&cluster, &pl.ns, &pl.deployment).await?;
+        let present = cert::parse_pem(current.as_deref().unwrap_or("").as_bytes(), &what)?;
+        let removed: Vec<CertificateDer<'static>> = certs
+            .iter()
+            .filter(|c| present.iter().any(|p| p.as_ref() == c.as_ref()))
+            .cloned()
+            .collect();
         istiod::write_bundle(&cluster, &pl.ns, &pl.target, |cur| {
             let ch = cert::remove_from_bundle(cur, &certs, &what)?;
             Ok((!ch.is_noop()).then_some(ch.bundle))
@@ -520,12 +528,36 @@ pub async fn remove_ca(
             .await?
             .unwrap_or_default();
         let hash = cacerts::bundle_hash(&stored);
-        istiod::update_deployment(&cluster, &pl.ns, &pl.deployment, |d| {
+        let updated = istiod::update_deployment(&cluster, &pl.ns, &pl.deployment, |d| {
             let mut n = d.clone();
             cacerts::set_template_annotation(&mut n, cacerts::HASH_ANNOTATION, Some(&hash));
             Ok((n != *d).then_some(n))
         })
-        .await?;
+        .await;
+        if let Err(e) = updated {
+            // istiod would keep trusting the removed CA until some later restart: put it back.
+            let restored = istiod::write_bundle(&cluster, &pl.ns, &pl.target, |cur| {
+                let ch = cert::append_to_bundle(cur, &removed, &what)?;
+                Ok((!ch.is_noop()).then_some(ch.bundle))
+            })
+            .await;
+            match restored {
+                Ok(_) => note(
+                    err,
+                    &format!(
+                        "rolled back: the certificate(s) were put back into {what}; nothing is changed"
+                    ),
+                ),
+                Err(re) => note(
+                    err,
+                    &format!(
+                        "warning: {what} no longer has the certificate(s) but istiod was not restarted, and putting them back failed too ({}); restart it with: kubectl rollout restart {dep_label}",
+                        crate::render::sanitize(&re.to_string())
+                    ),
+                ),
+            }
+            return Err(e);
+        }
         note(err, &format!("{what} updated; {dep_label} is restarting"));
     }
     Ok(ExitStatus::Success)

@@ -126,7 +126,7 @@ impl Outcome {
                 )
             }
             Outcome::UntrustedCa { issuer } => format!(
-                "certificate signed by unknown authority: chain issued by {issuer:?}, not in the trust"
+                "certificate signed by unknown authority: chain issued by {issuer:?}, not in the trusted roots"
             ),
             Outcome::HostnameMismatch { host, names } => format!(
                 "certificate is valid for {}, not {host}",
@@ -320,7 +320,7 @@ mod tests {
                 issuer: "Olaf Private Root CA".into()
             }
             .detail(),
-            "certificate signed by unknown authority: chain issued by \"Olaf Private Root CA\", not in the trust"
+            "certificate signed by unknown authority: chain issued by \"Olaf Private Root CA\", not in the trusted roots"
         );
         assert_eq!(
             Outcome::Timeout { after_ms: 5000 }.detail(),

@@ -650,6 +650,102 @@ fn add_ca_rolls_the_secret_back_when_the_deployment_cannot_be_updated() {
     assert_eq!(after["spec"], before["spec"]);
 }
 
+/// The base64 bodies of the PEM certificates in `pem`, without line breaks (comparable
+/// whatever the line length the writer used).
+fn pem_bodies(pem: &str) -> Vec<String> {
+    pem.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .filter_map(|c| c.split("-----END CERTIFICATE-----").next())
+        .map(|b| b.split_whitespace().collect())
+        .collect()
+}
+
+/// The bundle of one Secret in istiod's namespace, decoded.
+fn bundle(world: &World, name: &str) -> String {
+    let secret = world
+        .apiserver()
+        .store()
+        .get("v1", "Secret", Some("olaf"), name)
+        .expect("the Secret");
+    let b64 = secret["data"]["extra.pem"].as_str().unwrap();
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// `remove-ca --cert` of one of two CAs: the certificate is taken out of the Secret, then the
+/// Deployment update (the restart istiod needs to drop it) keeps conflicting: the certificate
+/// is put back, exit 2.
+#[test]
+fn remove_ca_puts_the_certificate_back_when_istiod_cannot_be_restarted() {
+    let world = World::start_blocking("seed").unwrap();
+    let pp = PluginPath::install();
+    let dir = tempfile::tempdir().unwrap();
+    let olaf = world.jwks().unwrap().ca_pem().to_string();
+    let other = rcgen::generate_simple_self_signed(vec!["other-ca.example".to_string()])
+        .unwrap()
+        .cert
+        .pem();
+    let both = dir.path().join("both.pem");
+    std::fs::write(&both, format!("{olaf}{other}")).unwrap();
+    let one = dir.path().join("other.pem");
+    std::fs::write(&one, &other).unwrap();
+    let out = run(
+        &pp,
+        &world,
+        &[
+            "jwks-trust",
+            "add-ca",
+            "--cert",
+            both.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let both_bodies = pem_bodies(&format!("{olaf}{other}"));
+    assert_eq!(
+        pem_bodies(&bundle(&world, "jwks-extra-cacerts")),
+        both_bodies
+    );
+
+    let api = world.apiserver();
+    api.faults()
+        .fail_method("PUT", "/namespaces/olaf/deployments/istio-pilot", 409, None);
+    api.clear_requests();
+    let out = run(
+        &pp,
+        &world,
+        &[
+            "jwks-trust",
+            "remove-ca",
+            "--cert",
+            one.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rolled back"), "{err}");
+    let on_secret: Vec<(String, u16)> = writes(&world)
+        .into_iter()
+        .filter(|r| r.path.contains("/secrets"))
+        .map(|r| (r.method, r.status))
+        .collect();
+    assert_eq!(
+        on_secret,
+        [("PUT".to_string(), 200), ("PUT".to_string(), 200)],
+        "removed, then put back"
+    );
+    // both certificates again (the restored one appended last)
+    assert_eq!(
+        pem_bodies(&bundle(&world, "jwks-extra-cacerts")),
+        both_bodies
+    );
+}
+
 /// Someone else changes the policy between the plugin's read and its write: the update
 /// conflicts (409), the plugin reads it again and re-applies its change once; both edits
 /// survive.
