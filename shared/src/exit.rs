@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use owo_colors::OwoColorize;
 
-use crate::error::{hint_for, is_interrupted};
-use crate::render::{is_broken_pipe, sanitize};
+use crate::error::{block, is_interrupted};
+use crate::render::is_broken_pipe;
 
 /// How a command ended. The same codes for all four plugins (see `--help` and the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,32 +61,12 @@ impl From<ExitStatus> for ExitCode {
 pub fn print_error(err: &(dyn std::error::Error + 'static)) {
     let color = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let mut text = String::new();
-    let label = if color {
-        "error:".red().bold().to_string()
-    } else {
-        "error:".to_string()
+    let paint = |label: &'static str| match (color, label) {
+        (false, _) => label.to_string(),
+        (true, "hint:") => label.cyan().to_string(),
+        (true, _) => label.red().bold().to_string(),
     };
-    text.push_str(&format!("{label} {}\n", sanitize(&err.to_string())));
-    let mut cur = err.source();
-    let mut last = err.to_string();
-    while let Some(e) = cur {
-        let msg = e.to_string();
-        // `#[error(transparent)]` wrappers repeat their inner message: print it once.
-        if msg != last && !last.ends_with(&msg) {
-            text.push_str(&format!("  caused by: {}\n", sanitize(&msg)));
-        }
-        last = msg;
-        cur = e.source();
-    }
-    if let Some(h) = hint_for(err) {
-        let label = if color {
-            "hint:".cyan().to_string()
-        } else {
-            "hint:".to_string()
-        };
-        text.push_str(&format!("{label} {}\n", sanitize(&h)));
-    }
+    let text = block(err, "", &paint);
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 

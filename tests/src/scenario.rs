@@ -536,6 +536,7 @@ impl Scenario {
                     log_level,
                     component_log_level,
                     replica: r,
+                    listen_ip: None,
                 });
             }
         }
@@ -614,6 +615,10 @@ pub struct PodPlan {
     pub component_log_level: String,
     /// Index of the pod among its workload's replicas.
     pub replica: u32,
+    /// The loopback address its Envoy's listeners bind, with their real ports (15006, 15001,
+    /// 8080, ...) as in the pod's own network namespace; set by the world. `None`: 127.0.0.1
+    /// and ephemeral ports.
+    pub listen_ip: Option<std::net::Ipv4Addr>,
 }
 
 impl PodPlan {

@@ -419,6 +419,15 @@ fn loopback(port: u16) -> Value {
     json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
 }
 
+/// A listener address: the pod's own loopback address and the listener's real port, or
+/// 127.0.0.1 and an ephemeral port when the pod has none.
+fn listen(ip: Option<std::net::Ipv4Addr>, port: u16) -> Value {
+    match ip {
+        Some(ip) => json!({"socket_address": {"address": ip.to_string(), "port_value": port}}),
+        None => loopback(0),
+    }
+}
+
 fn lb_endpoints(addrs: &[SocketAddr]) -> Value {
     json!(
         addrs
@@ -564,7 +573,7 @@ pub fn resources(inp: &ConfigInputs<'_>) -> Result<EnvoyResources> {
         res.listeners.push(json!({
             "@type": LISTENER,
             "name": "virtualInbound",
-            "address": loopback(0),
+            "address": listen(pod.listen_ip, 15006),
             "traffic_direction": "INBOUND",
             "filter_chains": [{
                 "name": inbound_name,
@@ -594,7 +603,7 @@ pub fn resources(inp: &ConfigInputs<'_>) -> Result<EnvoyResources> {
         res.listeners.push(json!({
             "@type": LISTENER,
             "name": "virtualOutbound",
-            "address": loopback(0),
+            "address": listen(pod.listen_ip, 15001),
             "traffic_direction": "OUTBOUND",
             "filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {"@type": TCP_PROXY, "stat_prefix": "PassthroughCluster", "cluster": "PassthroughCluster"}}]}],
         }));
@@ -603,8 +612,16 @@ pub fn resources(inp: &ConfigInputs<'_>) -> Result<EnvoyResources> {
             for port in &svc.ports {
                 if is_http_port(&port.name()) {
                     http_ports.entry(port.port).or_default().push(svc);
-                } else {
-                    res.listeners.push(json!({
+                }
+            }
+        }
+        // TCP services: as Istio writes them, `<cluster IP>:<port>` and not bound
+        // (`virtualOutbound` takes that traffic); bound on 127.0.0.1 when the pod has no
+        // address of its own.
+        for svc in &inp.topology.services {
+            for port in &svc.ports {
+                if !is_http_port(&port.name()) {
+                    let mut l = json!({
                         "@type": LISTENER,
                         "name": format!("{}_{}", svc.cluster_ip, port.port),
                         "address": loopback(0),
@@ -614,7 +631,12 @@ pub fn resources(inp: &ConfigInputs<'_>) -> Result<EnvoyResources> {
                             "stat_prefix": format!("outbound|{}||{}", port.port, svc.fqdn()),
                             "cluster": format!("outbound|{}||{}", port.port, svc.fqdn()),
                         }}]}],
-                    }));
+                    });
+                    if pod.listen_ip.is_some() {
+                        l["address"] = json!({"socket_address": {"address": svc.cluster_ip, "port_value": port.port}});
+                        l["bind_to_port"] = json!(false);
+                    }
+                    res.listeners.push(l);
                 }
             }
         }
@@ -622,7 +644,7 @@ pub fn resources(inp: &ConfigInputs<'_>) -> Result<EnvoyResources> {
             res.listeners.push(json!({
                 "@type": LISTENER,
                 "name": format!("0.0.0.0_{port}"),
-                "address": loopback(0),
+                "address": listen(pod.listen_ip, port),
                 "traffic_direction": "OUTBOUND",
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
@@ -807,14 +829,14 @@ pub fn set_initial_fetch_timeout(res: &mut EnvoyResources, timeout: &str) {
 
 /// The static part every sidecar bootstrap has: admin, the `0.0.0.0_15090` Prometheus listener
 /// and its `prometheus_stats` cluster (as Istio's bootstrap template).
-fn base_bootstrap(node: Value, admin_port: u16) -> Value {
+fn base_bootstrap(node: Value, admin_port: u16, listen_ip: Option<std::net::Ipv4Addr>) -> Value {
     let prom_cluster = json!({
         "name": "prometheus_stats", "type": "STATIC", "connect_timeout": "0.250s",
         "load_assignment": {"cluster_name": "prometheus_stats", "endpoints": [{"lb_endpoints": lb_endpoints(&[SocketAddr::from(([127, 0, 0, 1], admin_port))])}]},
     });
     let prom_listener = json!({
         "name": "0.0.0.0_15090",
-        "address": loopback(0),
+        "address": listen(listen_ip, 15090),
         "filter_chains": [{"filters": [{
             "name": "envoy.filters.network.http_connection_manager",
             "typed_config": {
@@ -838,11 +860,12 @@ pub fn render_ads(
     dir: &Path,
     node: Value,
     admin_port: u16,
+    listen_ip: Option<std::net::Ipv4Addr>,
     xds: SocketAddr,
     initial_fetch_timeout: Option<&str>,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let mut bootstrap = base_bootstrap(node, admin_port);
+    let mut bootstrap = base_bootstrap(node, admin_port, listen_ip);
     let mut fragment = crate::xds::ads_bootstrap_fragment(xds);
     if let Some(t) = initial_fetch_timeout {
         for k in ["cds_config", "lds_config"] {
@@ -867,11 +890,12 @@ pub fn render(
     dir: &Path,
     node: Value,
     admin_port: u16,
+    listen_ip: Option<std::net::Ipv4Addr>,
     res: &EnvoyResources,
     mode: XdsMode,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let mut bootstrap = base_bootstrap(node, admin_port);
+    let mut bootstrap = base_bootstrap(node, admin_port, listen_ip);
     let strip = |v: &Value| {
         let mut v = v.clone();
         if let Some(o) = v.as_object_mut() {
@@ -1097,7 +1121,7 @@ impl Sidecar {
             let admin_port = reserve_port()?;
             let bootstrap_path = match config {
                 Bootstrap::Resources(res, mode) => {
-                    render(dir, node.clone(), admin_port, res, *mode)?
+                    render(dir, node.clone(), admin_port, pod.listen_ip, res, *mode)?
                 }
                 Bootstrap::Ads {
                     addr,
@@ -1106,6 +1130,7 @@ impl Sidecar {
                     dir,
                     node.clone(),
                     admin_port,
+                    pod.listen_ip,
                     *addr,
                     initial_fetch_timeout.as_deref(),
                 )?,

@@ -179,6 +179,7 @@ impl World {
                 p.real_envoy = false;
             }
         }
+        assign_listen_ips(&mut topology.pods);
         let jwks = match &scenario.jwks_server {
             Some(spec) => {
                 let server = JwksServer::start(JwksServerOptions {
@@ -1153,6 +1154,46 @@ pub fn append_log(path: &Path, line: &str) -> Result<()> {
         .open(path)?;
     writeln!(f, "{line}")?;
     Ok(())
+}
+
+/// Give every pod with a real Envoy its own loopback address, so that its listeners bind their
+/// real ports (15006, 15001, 8080, ...) as in a pod's network namespace. A world takes a random
+/// block of 127.a.b.1–254 (one more block per 254 pods) on which nothing listens yet; should
+/// none be found, the listeners keep 127.0.0.1 and ephemeral ports.
+fn assign_listen_ips(pods: &mut [PodPlan]) {
+    use std::hash::{BuildHasher, Hasher};
+    use std::net::{Ipv4Addr, TcpListener};
+    let n = pods.iter().filter(|p| p.real_envoy).count();
+    if n == 0 {
+        return;
+    }
+    let blocks = n.div_ceil(254);
+    let free = |ip: Ipv4Addr| {
+        [15001, 15006, 15090]
+            .iter()
+            .all(|port| TcpListener::bind((ip, *port)).is_ok())
+    };
+    for attempt in 0..64u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(attempt);
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let seed = h.finish();
+        // 127.2.0.0 – 127.251.255.255: clear of 127.0.0.1 and its neighbours.
+        let a = 2 + (seed % 250) as u8;
+        let b0 = ((seed >> 16) % 256u64.saturating_sub(blocks as u64).max(1)) as usize;
+        let ip = |i: usize| Ipv4Addr::new(127, a, (b0 + i / 254) as u8, (1 + i % 254) as u8);
+        if !(0..blocks).all(|k| free(ip(k * 254))) {
+            continue;
+        }
+        for (i, p) in pods.iter_mut().filter(|p| p.real_envoy).enumerate() {
+            p.listen_ip = Some(ip(i));
+        }
+        return;
+    }
 }
 
 #[cfg(test)]

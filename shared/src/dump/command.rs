@@ -298,20 +298,7 @@ pub(super) async fn resolve(
 
 /// `error: pod NS/NAME: <error>` with its causes and hint, as `exit::report` would print it.
 pub(super) fn report_pod_error(err: &mut dyn Write, pod: &str, e: &crate::Error) {
-    let mut text = format!("error: pod {pod}: {}\n", sanitize(&e.to_string()));
-    let mut last = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        let msg = c.to_string();
-        if msg != last && !last.ends_with(&msg) {
-            text.push_str(&format!("  caused by: {}\n", sanitize(&msg)));
-        }
-        last = msg;
-        cur = c.source();
-    }
-    if let Some(h) = crate::error::hint_for(e) {
-        text.push_str(&format!("hint: {}\n", sanitize(&h)));
-    }
+    let text = crate::error::block(e, &format!("pod {pod}: "), &|l| l.to_string());
     let _ = err.write_all(text.as_bytes());
 }
 

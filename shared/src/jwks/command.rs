@@ -126,17 +126,7 @@ pub async fn istiod_trust(
 
 /// An error and its causes on one line.
 pub(crate) fn error_line(e: &crate::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.ends_with(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
+    crate::error::one_line(e)
 }
 
 /// The pods with a sidecar that a policy selects.

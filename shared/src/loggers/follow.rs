@@ -110,16 +110,7 @@ pub async fn follow<T, F: Future<Output = T>>(
 
 /// An error and its causes on one line.
 pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let m = s.to_string();
-        if parts.last().is_none_or(|l| !l.ends_with(&m)) {
-            parts.push(m);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
+    crate::error::one_line(e)
 }
 
 /// One pod's log into the channel; reopened (new lines only) after a read error, up to three

@@ -172,21 +172,7 @@ fn note_to(err: &mut dyn Write, text: &str) {
 
 /// Print a failure that does not stop the command: `error:` line, causes, hint.
 pub fn report_failure(err: &mut dyn Write, e: &(dyn std::error::Error + 'static)) {
-    let mut text = format!("error: {}\n", sanitize(&e.to_string()));
-    let mut last = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let msg = c.to_string();
-        if msg != last && !last.ends_with(&msg) {
-            text.push_str(&format!("  caused by: {}\n", sanitize(&msg)));
-        }
-        last = msg;
-        cur = c.source();
-    }
-    if let Some(h) = crate::error::hint_for(e) {
-        text.push_str(&format!("hint: {}\n", sanitize(&h)));
-    }
-    note_to(err, &text);
+    note_to(err, &crate::error::block(e, "", &|l| l.to_string()));
 }
 
 /// Ask every replica for its syncz answer, concurrently; failures come back separately.

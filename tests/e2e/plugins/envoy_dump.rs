@@ -85,14 +85,52 @@ fn every_view_reads_the_real_sidecar() {
     );
 
     let out = view(&["listeners"]);
-    assert!(
-        stdout(&out).starts_with("ADDRESSES   PORT   MATCH   DESTINATION\n"),
+    assert_eq!(
+        stdout(&out)
+            .lines()
+            .next()
+            .map(|h| h.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["ADDRESSES", "PORT", "MATCH", "DESTINATION"]),
         "{}",
         show(&out)
     );
     assert!(
         stdout(&out)
             .contains("Cluster: inbound|8080|http|customer.olaf-customer.svc.cluster.local"),
+        "{}",
+        show(&out)
+    );
+    // the listeners bind their real ports on the pod's own (loopback) address, as in its
+    // network namespace; TCP services are `<cluster IP>:<port>`, not bound, as Istio writes them
+    let table = stdout(&out);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    let row = |port: &str, dest: &str| {
+        rows.iter()
+            .any(|r| r.get(1) == Some(&port) && r.last().is_some_and(|d| d.contains(dest)))
+    };
+    assert!(
+        row("15006", "Cluster: inbound|8080|http|customer"),
+        "{}",
+        show(&out)
+    );
+    assert!(row("15001", "PassthroughCluster"), "{}", show(&out));
+    assert!(row("8080", "Route: 8080"), "{}", show(&out));
+    assert!(
+        row("443", "Cluster: outbound|443||istio-ingressgateway.olaf"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        !rows.iter().any(|r| r.get(1) == Some(&"0")),
         "{}",
         show(&out)
     );
