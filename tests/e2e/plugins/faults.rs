@@ -529,8 +529,14 @@ fn malformed_or_truncated_files_give_the_byte_offset() {
     };
     let half = write("half.json", &dump[..dump.len() / 2]);
     let cut = write("cut.json", &dump[..dump.len() - 3]);
+    // a key's ':' a third of the way in becomes '}' (a byte inside a string would stay valid)
     let mut garbled = dump.clone();
-    let at = dump.len() / 3;
+    let at = dump.len() / 3
+        + dump[dump.len() / 3..]
+            .windows(2)
+            .position(|w| w == b"\":")
+            .expect("a key after the first third")
+        + 1;
     garbled[at] = b'}';
     let garbled = write("garbled.json", &garbled);
     let empty = write("empty.json", b"");
