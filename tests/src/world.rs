@@ -32,7 +32,11 @@
 //!   scenario has `jwks_server:`; issuers/jwksUris under its `origin` point at it;
 //! * outbound endpoints are the destination pods' real app addresses (127.0.0.1:port), so a
 //!   mesh call goes app → own sidecar (outbound) → destination app; the fake pod IPs (10.128.x.y)
-//!   appear in the apiserver objects and node metadata only.
+//!   appear in the apiserver objects and node metadata only;
+//! * each Envoy has a loopback address of its own (a free 127.a.b.0/24 block per world, see
+//!   `assign_listen_ips`) on which its listeners bind their real ports, as in a pod's network
+//!   namespace: 15006, 15001, 15090, the HTTP service ports; TCP services are
+//!   `<cluster IP>:<port>` listeners that are not bound, as Istio writes them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;

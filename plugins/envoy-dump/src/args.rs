@@ -94,7 +94,7 @@ struct RawArgs {
     /// Dump only resources whose name matches (Envoy's name_regex=)
     #[arg(long, value_name = "REGEX")]
     name_regex: Option<String>,
-    /// Write one file per pod, DIR/<namespace>/<pod>.json (needed for several pods)
+    /// Write one file per pod, DIR/NAMESPACE/POD.json (needed for several pods)
     #[arg(long, value_name = "DIR")]
     output_dir: Option<PathBuf>,
 }

@@ -7,7 +7,7 @@
 //! route configs' `virtual_hosts` sorted by name, `version_info` and `last_updated` stripped,
 //! dynamic listeners compared by their `active_state` (draining state and name dropped), v2 type
 //! URLs upgraded to v3, keys in protojson camelCase and sorted, 4-space JSON. On top of that,
-//! enum fields at their proto3 zero value are dropped ([`drop_enum_defaults`]: `"type": "STATIC"`,
+//! enum fields at their proto3 zero value are dropped (`drop_enum_defaults`: `"type": "STATIC"`,
 //! `"lbPolicy": "ROUND_ROBIN"`, ...), since a field at its zero value and an absent one are the
 //! same configuration. Proxies also have static resources from the bootstrap, so `diff` compares
 //! `static_*` next to the dynamic ones; secrets are compared by metadata only (name, status,

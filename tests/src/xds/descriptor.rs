@@ -4,7 +4,7 @@
 //! files that define [`ROOTS`] and everything they import, without comments, custom options
 //! (PGV/udpa annotations; prost-types drops them on decoding) or the annotation files themselves. It is cut from the complete Envoy
 //! API descriptor set that the `envoy-types` crate ships (`src/generated/types.bin`, Envoy
-//! API as of envoy-types 0.7.7) by the ignored test [`tests::regenerate`]:
+//! API as of envoy-types 0.7.7) by the ignored test `tests::regenerate`:
 //!
 //! ```text
 //! MESHSIM_ENVOY_DESCRIPTORS=$HOME/.cargo/registry/src/*/envoy-types-0.7.7/src/generated/types.bin \
