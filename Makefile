@@ -49,9 +49,10 @@ install-bins: ## install already-built plugins from $(BIN_DIR) into $(PREFIX)/bi
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-lint: ## rustfmt check and clippy with -D warnings
+lint: ## rustfmt check, clippy and rustdoc with -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --locked
 
 unit: envoy ## all cargo tests (unit, CLI, e2e in the simulated world)
 	$(CARGO) build --workspace --bins --locked
@@ -70,7 +71,7 @@ conformance: ## compare our tables with istioctl's goldens (needs ../shared)
 	    echo "conformance: the cases above fail"; exit 1; fi; \
 	else echo "conformance: $(SHARED)/tools/conformance not found, skipped"; fi
 
-test: lint build conformance unit ## the test command: fmt check, clippy -D warnings, istioctl conformance, every test
+test: lint build conformance unit ## the test command: fmt check, clippy and rustdoc -D warnings, istioctl conformance, every test
 
 doc: ## API docs with warnings as errors
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --locked
