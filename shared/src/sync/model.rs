@@ -810,6 +810,51 @@ mod tests {
     }
 
     #[test]
+    fn borrowed_parse_tolerates_nulls_unknown_types_and_escapes() {
+        let text = br#"[{"proxy":"a\u002eb.ns","cluster_id":null,"cluster_sent":"n0",
+            "resources":{"type.googleapis.com/x.v1.Unknown":{"sent":"9"},
+              "type.googleapis.com/envoy.config.route.v3.RouteConfiguration":
+                {"sent":"n1","acked":null,"lastError":"bad \"route\""}}},
+            {"proxy":"c.ns","resources":null}]"#;
+        let s = parse_syncz(Path::new("i.json"), "i", text).unwrap();
+        let [Syncz::Http { proxies, .. }] = s.as_slice() else {
+            panic!("{s:?}")
+        };
+        assert_eq!(proxies[0].proxy, "a.b.ns");
+        assert!(matches!(proxies[0].proxy, Cow::Owned(_)), "escaped: copied");
+        assert!(matches!(proxies[0].cluster_sent, Cow::Borrowed("n0")));
+        assert_eq!(proxies[0].cluster_id, "");
+        let r = &proxies[0].resources;
+        assert!(r.cluster.is_none() && r.listener.is_none());
+        let route = r.get(type_url::ROUTE).unwrap();
+        assert_eq!((&*route.sent, &*route.acked), ("n1", ""));
+        assert_eq!(route.last_error, "bad \"route\"");
+        assert!(proxies[1].resources.get(type_url::ROUTE).is_none());
+        // owned copies are equal
+        let owned = s[0].clone().into_owned();
+        let Syncz::Http { proxies: o, .. } = &owned else {
+            panic!()
+        };
+        assert_eq!(o[0].resources.get(type_url::ROUTE).unwrap().sent, "n1");
+    }
+
+    #[test]
+    fn node_metadata_keeps_string_entries() {
+        let text = br#"{"resources":[{"node":{"id":"p.ns","metadata":{"CLUSTER_ID":"c1",
+            "LABELS":{"app":"x"},"N":5,"OK":true,"L":[1,"a"],"ISTIO_VERSION":"1.2","Z":null}}}]}"#;
+        let s = parse_syncz(Path::new("x.json"), "x", text).unwrap();
+        let Syncz::Xds { response, .. } = &s[0] else {
+            panic!("{s:?}")
+        };
+        let node = &response.resources[0].node;
+        assert_eq!(node.meta("CLUSTER_ID"), "c1");
+        assert_eq!(node.meta("ISTIO_VERSION"), "1.2");
+        for other in ["LABELS", "N", "OK", "L", "Z", "MISSING"] {
+            assert_eq!(node.meta(other), "", "{other}");
+        }
+    }
+
+    #[test]
     fn null_and_empty_mean_no_proxies() {
         let s = parse_syncz(Path::new("i.json"), "i", b"null").unwrap();
         assert!(matches!(&s[0], Syncz::Http { proxies, .. } if proxies.is_empty()));
