@@ -109,6 +109,22 @@ struct Plan {
     ours: bool,
 }
 
+impl Plan {
+    /// `--dry-run`: the Deployment change as a diff on `out`, a note on `err`, nothing written.
+    fn show_dry_run(
+        &self,
+        new_dep: &serde_json::Value,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<ExitStatus, crate::Error> {
+        let label = format!("deployment.apps {}/{}", self.ns, self.deployment);
+        out.write_all(fix::yaml_diff(&self.object, new_dep, &label).as_bytes())
+            .map_err(crate::render::Error::Io)?;
+        note(err, "dry run: nothing changed");
+        Ok(ExitStatus::Success)
+    }
+}
+
 async fn plan(
     cluster: &Cluster,
     c: &CommonOptions,
@@ -265,17 +281,7 @@ pub async fn add_ca(
         );
     }
     if opts.dry_run {
-        out.write_all(
-            fix::yaml_diff(
-                &pl.object,
-                &new_dep,
-                &format!("deployment.apps {}/{}", pl.ns, pl.deployment),
-            )
-            .as_bytes(),
-        )
-        .map_err(crate::render::Error::Io)?;
-        note(err, "dry run: nothing changed");
-        return Ok(ExitStatus::Success);
+        return pl.show_dry_run(&new_dep, out, err);
     }
     confirm(
         &format!(
@@ -478,17 +484,7 @@ pub async fn remove_ca(
     }
     warn_manager(err, &pl.object);
     if opts.dry_run {
-        out.write_all(
-            fix::yaml_diff(
-                &pl.object,
-                &new_dep,
-                &format!("deployment.apps {}/{}", pl.ns, pl.deployment),
-            )
-            .as_bytes(),
-        )
-        .map_err(crate::render::Error::Io)?;
-        note(err, "dry run: nothing changed");
-        return Ok(ExitStatus::Success);
+        return pl.show_dry_run(&new_dep, out, err);
     }
     confirm("Proceed?", opts.yes, opts.interactive, err, input)?;
     if remove_all {
@@ -513,12 +509,6 @@ pub async fn remove_ca(
         let certs = cert::parse_pem_nonempty(&bytes, &path.display().to_string())?;
         // Nothing half-applied: make sure the Deployment can be updated before changing the bundle.
         istiod::preflight_update_deployment(&cluster, &pl.ns, &pl.deployment).await?;
-        let present = cert::parse_pem(current.as_deref().unwrap_or("").as_bytes(), &what)?;
-        let removed: Vec<CertificateDer<'static>> = certs
-            .iter()
-            .filter(|c| present.iter().any(|p| p.as_ref() == c.as_ref()))
-            .cloned()
-            .collect();
         istiod::write_bundle(&cluster, &pl.ns, &pl.target, |cur| {
             let ch = cert::remove_from_bundle(cur, &certs, &what)?;
             Ok((!ch.is_noop()).then_some(ch.bundle))
@@ -535,7 +525,14 @@ pub async fn remove_ca(
         })
         .await;
         if let Err(e) = updated {
-            // istiod would keep trusting the removed CA until some later restart: put it back.
+            // istiod would keep trusting the removed CA until some later restart: put back the
+            // certificates that were there.
+            let present = cert::parse_pem(current.as_deref().unwrap_or("").as_bytes(), &what)?;
+            let removed: Vec<CertificateDer<'static>> = certs
+                .iter()
+                .filter(|c| present.iter().any(|p| p.as_ref() == c.as_ref()))
+                .cloned()
+                .collect();
             let restored = istiod::write_bundle(&cluster, &pl.ns, &pl.target, |cur| {
                 let ch = cert::append_to_bundle(cur, &removed, &what)?;
                 Ok((!ch.is_noop()).then_some(ch.bundle))

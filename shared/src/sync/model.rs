@@ -179,43 +179,55 @@ impl<'a> Resources<'a> {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Resources<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Entries<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Entries<'a> {
-            type Value = Resources<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a map from xDS type URL to its sync status")
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(Resources::default())
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Resources::default())
-            }
-            fn visit_some<D: serde::Deserializer<'de>>(
-                self,
-                d: D,
-            ) -> Result<Self::Value, D::Error> {
-                d.deserialize_map(self)
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                mut map: M,
-            ) -> Result<Self::Value, M::Error> {
-                let mut out = Resources::default();
-                while let Some(Text(url)) = map.next_key::<Text<'de>>()? {
-                    match out.slot(&url) {
-                        Some(slot) => *slot = Some(map.next_value()?),
-                        None => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                    }
+impl<'de: 'a, 'a> Entries<'de> for Resources<'a> {
+    const EXPECTING: &'static str = "a map from xDS type URL to its sync status";
+    fn from_map<M: serde::de::MapAccess<'de>>(mut map: M) -> Result<Self, M::Error> {
+        let mut out = Resources::default();
+        while let Some(Text(url)) = map.next_key::<Text<'de>>()? {
+            match out.slot(&url) {
+                Some(slot) => *slot = Some(map.next_value()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
                 }
-                Ok(out)
             }
         }
-        d.deserialize_option(Entries(std::marker::PhantomData))
+        Ok(out)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Resources<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_option(NullableMap::<Self>(std::marker::PhantomData))
+    }
+}
+
+/// A JSON object read entry by entry into `Self` (see [`NullableMap`]).
+trait Entries<'de>: Default {
+    /// What the input should have been, for errors.
+    const EXPECTING: &'static str;
+    /// Read the entries.
+    fn from_map<M: serde::de::MapAccess<'de>>(map: M) -> Result<Self, M::Error>;
+}
+
+/// Visits a map into `T`; `null` (or an absent value) gives `T::default()`.
+struct NullableMap<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Entries<'de>> serde::de::Visitor<'de> for NullableMap<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+    fn visit_none<E>(self) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok(T::default())
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_map(self)
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<T, M::Error> {
+        T::from_map(map)
     }
 }
 
@@ -355,8 +367,9 @@ impl Node<'_> {
 #[derive(Debug, Clone, Default)]
 pub struct Metadata<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for Metadata<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+impl<'de: 'a, 'a> Entries<'de> for Metadata<'a> {
+    const EXPECTING: &'static str = "a metadata map";
+    fn from_map<M: serde::de::MapAccess<'de>>(mut map: M) -> Result<Self, M::Error> {
         /// A metadata value: a string, or anything else (skipped).
         struct Entry<'a>(Option<Cow<'a, str>>);
         impl<'de: 'a, 'a> Deserialize<'de> for Entry<'a> {
@@ -418,38 +431,19 @@ impl<'de: 'a, 'a> Deserialize<'de> for Metadata<'a> {
                 d.deserialize_any(Value(std::marker::PhantomData))
             }
         }
-        struct Entries<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Entries<'a> {
-            type Value = Metadata<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a metadata map")
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(Metadata::default())
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Metadata::default())
-            }
-            fn visit_some<D: serde::Deserializer<'de>>(
-                self,
-                d: D,
-            ) -> Result<Self::Value, D::Error> {
-                d.deserialize_map(self)
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                mut map: M,
-            ) -> Result<Self::Value, M::Error> {
-                let mut out = Vec::new();
-                while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
-                    if let Entry(Some(v)) = map.next_value()? {
-                        out.push((k, v));
-                    }
-                }
-                Ok(Metadata(out))
+        let mut out = Vec::new();
+        while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
+            if let Entry(Some(v)) = map.next_value()? {
+                out.push((k, v));
             }
         }
-        d.deserialize_option(Entries(std::marker::PhantomData))
+        Ok(Metadata(out))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Metadata<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_option(NullableMap::<Self>(std::marker::PhantomData))
     }
 }
 
@@ -545,8 +539,9 @@ impl PerXdsConfig {
 }
 
 impl<'a> ClientConfig<'a> {
-    /// Per-type statuses: `genericXdsConfigs`, else the deprecated `xdsConfig` restated.
-    pub fn xds_configs(&self) -> Vec<GenericXdsConfig<'a>> {
+    /// Per-type statuses: `genericXdsConfigs`, else the deprecated `xdsConfig` restated
+    /// (borrowing its strings).
+    pub fn xds_configs(&self) -> Vec<GenericXdsConfig<'_>> {
         if let Some(g) = &self.generic_xds_configs {
             return g.clone();
         }
@@ -555,7 +550,7 @@ impl<'a> ClientConfig<'a> {
             .filter_map(|c| {
                 Some(GenericXdsConfig {
                     type_url: Cow::Borrowed(c.type_url()?),
-                    config_status: c.status.clone().map(Cow::Owned),
+                    config_status: c.status.as_deref().map(Cow::Borrowed),
                     ..Default::default()
                 })
             })

@@ -271,20 +271,19 @@ impl<'a> ProxyStatus<'a> {
 
     /// One `ClientConfig` of an xDS syncz answer from `istiod`.
     pub fn from_xds(c: &'a ClientConfig<'_>, istiod: &'a str) -> Self {
-        let of = |url: &str| -> TypeStatus<'a> {
-            if let Some(g) = &c.generic_xds_configs {
-                return g
-                    .iter()
-                    .find(|g| g.type_url == url)
-                    .map_or_else(TypeStatus::ignored, xds_type);
+        let legacy;
+        let configs: &[GenericXdsConfig<'a>] = match &c.generic_xds_configs {
+            Some(g) => g,
+            None => {
+                legacy = c.xds_configs();
+                &legacy
             }
-            c.xds_config
+        };
+        let of = |url: &str| -> TypeStatus<'a> {
+            configs
                 .iter()
-                .find(|x| x.type_url() == Some(url))
-                .map_or_else(TypeStatus::ignored, |x| TypeStatus {
-                    state: SyncState::from_config_status(x.status.as_deref()),
-                    ..TypeStatus::ignored()
-                })
+                .find(|g| g.type_url == url)
+                .map_or_else(TypeStatus::ignored, xds_type)
         };
         let node = &c.node;
         let namespace = match node.meta("NAMESPACE") {
@@ -308,22 +307,18 @@ impl<'a> ProxyStatus<'a> {
     }
 }
 
-fn xds_type<'a>(g: &'a GenericXdsConfig<'_>) -> TypeStatus<'a> {
+fn xds_type<'a>(g: &GenericXdsConfig<'a>) -> TypeStatus<'a> {
+    let non_empty = |t: &Cow<'a, str>| !t.is_empty();
     TypeStatus {
         state: SyncState::from_config_status(g.config_status.as_deref()),
         sent: None,
         acked: None,
-        last_sent: g
-            .last_updated
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(Cow::Borrowed),
+        last_sent: g.last_updated.clone().filter(non_empty),
         error: g
             .error_state
             .as_ref()
-            .and_then(|e| e.details.as_deref())
-            .filter(|d| !d.is_empty())
-            .map(Cow::Borrowed),
+            .and_then(|e| e.details.clone())
+            .filter(non_empty),
     }
 }
 
